@@ -1,0 +1,184 @@
+//! Streaming records in index order from a log directory, also while a writer appends.
+//!
+//! Invariants:
+//! * records come out with contiguous indexes starting at the requested one; any break in
+//!   continuity, checksum or framing is an error, never skipped;
+//! * reading never modifies the directory.
+//!
+//! On a live log the reader stops at the end of what was written when it got there (an
+//! unfinished frame at the end of the newest segment is the writer's current write, not
+//! damage); a new reader continues from `LogReader::next_index`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::cursor::{Frame, SegmentCursor};
+use crate::directory::{list_segments, SegmentFile};
+use crate::error::{Corruption, LogError};
+use crate::format::{decode_segment_header, SEGMENT_HEADER_BYTES};
+use crate::types::{LogIndex, LogOptions, Record};
+
+/// Returns the records with index >= `start`, in order.
+///
+/// Fails with `LogError::Unavailable` if records from `start` on were removed behind a
+/// checkpoint (the log starts after `start`). Index 0 means "from the beginning".
+pub fn read_from(dir: &Path, start: LogIndex, options: &LogOptions) -> Result<LogReader, LogError> {
+    options.validate()?;
+    let segments = list_segments(dir)?;
+    let wanted = start.0.max(1);
+    let mut reader = LogReader {
+        dir: dir.to_path_buf(),
+        record_bytes_max: options.record_bytes_max,
+        start: wanted,
+        current: None,
+        next_index: wanted,
+        finished: true,
+    };
+    let Some(first) = segments.first() else {
+        return Ok(reader);
+    };
+    if first.first_index > wanted {
+        return Err(LogError::Unavailable { requested: start, first_available: LogIndex(first.first_index) });
+    }
+    // The last segment that starts at or before `wanted` holds it, if anything does.
+    let position = segments.partition_point(|segment| segment.first_index <= wanted) - 1;
+    let segment = open_segment(&segments[position])?;
+    reader.next_index = segment.first_index;
+    reader.current = Some(segment);
+    reader.finished = false;
+    Ok(reader)
+}
+
+/// An iterator over log records; see `read_from`.
+#[derive(Debug)]
+pub struct LogReader {
+    dir: PathBuf,
+    record_bytes_max: u32,
+    start: u64,
+    current: Option<OpenSegment>,
+    next_index: u64,
+    finished: bool,
+}
+
+/// The segment being read and the offset of its next frame.
+#[derive(Debug)]
+struct OpenSegment {
+    path: PathBuf,
+    first_index: u64,
+    cursor: SegmentCursor,
+    offset: u64,
+}
+
+impl LogReader {
+    /// The index of the next record this reader would return; where a later reader resumes.
+    pub fn next_index(&self) -> LogIndex {
+        LogIndex(self.next_index.max(self.start))
+    }
+
+    /// Reads the next record of any index, moving across segments.
+    fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        loop {
+            let Some(segment) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            let offset = segment.offset;
+            let frame = segment
+                .cursor
+                .read_frame(offset, self.record_bytes_max)
+                .map_err(|error| LogError::io("read", &segment.path, error))?;
+            match frame {
+                Frame::Record(record, frame_bytes) => {
+                    if record.index.0 != self.next_index {
+                        let reason =
+                            Corruption::IndexDiscontinuity { expected: self.next_index, found: record.index.0 };
+                        return Err(corrupt(&segment.path, offset, reason));
+                    }
+                    segment.offset += frame_bytes;
+                    self.next_index += 1;
+                    return Ok(Some(record));
+                }
+                Frame::Invalid(reason) => return Err(corrupt(&segment.path, offset, reason)),
+                Frame::End | Frame::Incomplete => {
+                    if !self.advance()? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// At the end of the current segment: moves to the next one if the writer has started
+    /// it. Returns false if there is nothing more to read yet.
+    fn advance(&mut self) -> Result<bool, LogError> {
+        let Some(segment) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        let later = list_segments(&self.dir)?.into_iter().find(|candidate| candidate.first_index > segment.first_index);
+        let Some(later) = later else {
+            return Ok(false);
+        };
+        // The writer finishes a segment before it creates the next, so what we saw may have
+        // been completed since: look again before judging.
+        let frame = segment
+            .cursor
+            .read_frame(segment.offset, self.record_bytes_max)
+            .map_err(|error| LogError::io("read", &segment.path, error))?;
+        match frame {
+            Frame::Record(..) => Ok(true),
+            Frame::Invalid(reason) => Err(corrupt(&segment.path, segment.offset, reason)),
+            Frame::Incomplete => Err(corrupt(&segment.path, segment.offset, Corruption::TruncatedRecord)),
+            Frame::End => {
+                let opened = open_segment(&later)?;
+                if opened.first_index != self.next_index {
+                    let reason = Corruption::SegmentGap { expected: self.next_index, found: opened.first_index };
+                    return Err(corrupt(&later.path, 0, reason));
+                }
+                self.current = Some(opened);
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            match self.next_record() {
+                Ok(Some(record)) if record.index.0 < self.start => continue,
+                Ok(Some(record)) => return Some(Ok(record)),
+                Ok(None) => self.finished = true,
+                Err(error) => {
+                    self.finished = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Opens a segment and checks its header against its name.
+fn open_segment(segment: &SegmentFile) -> Result<OpenSegment, LogError> {
+    let file = File::open(&segment.path).map_err(|error| LogError::io("open", &segment.path, error))?;
+    let mut cursor = SegmentCursor::new(file);
+    let header =
+        cursor.bytes_at(0, SEGMENT_HEADER_BYTES).map_err(|error| LogError::io("read", &segment.path, error))?;
+    let header_index = decode_segment_header(header).map_err(|reason| corrupt(&segment.path, 0, reason))?;
+    if header_index != segment.first_index {
+        let reason = Corruption::NameMismatch { name_index: segment.first_index, header_index };
+        return Err(corrupt(&segment.path, 0, reason));
+    }
+    Ok(OpenSegment {
+        path: segment.path.clone(),
+        first_index: segment.first_index,
+        cursor,
+        offset: SEGMENT_HEADER_BYTES as u64,
+    })
+}
+
+/// A `LogError::Corrupt` for `path` at `offset`.
+fn corrupt(path: &Path, offset: u64, reason: Corruption) -> LogError {
+    LogError::Corrupt { file: path.to_path_buf(), offset, reason }
+}

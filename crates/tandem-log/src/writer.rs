@@ -1,0 +1,575 @@
+//! The append path: `Log::append` encodes into an in-memory pending buffer under a short
+//! mutex (no I/O, so the server can call it under its keyspace lock), and one writer thread
+//! moves batches to the current segment, rolls segments, and fsyncs per the policy (group
+//! commit: whatever arrives during one fsync forms the next batch).
+//!
+//! Invariants:
+//! * log order == append order: an index is assigned and its frame appended under one lock;
+//! * the pending buffer holds only whole frames, also if a payload closure fails or panics;
+//! * a record is never split across segments, and only the last segment is ever written;
+//! * a segment is fdatasynced before the next one is created;
+//! * a failed write or fsync is fatal: never retried, never published; the writer stops.
+
+use std::convert::Infallible;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::directory::{create_segment, list_segments, DirectoryLock, FileOperations, SegmentFile, SystemFiles};
+use crate::error::LogError;
+use crate::format::{
+    begin_frame, body_index, decode_frame_header, finish_frame, FRAME_BYTES_MIN, FRAME_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+use crate::progress::{Progress, ProgressState};
+use crate::recovery::Recovery;
+use crate::types::{Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId};
+
+/// How often `FsyncPolicy::EverySecond` fsyncs, and how long the idle writer sleeps.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// A batch buffer larger than this is freed after use rather than kept for the next batch.
+const BUFFER_RETAINED_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Called once, from the writer thread, when a write or fsync fails; then the writer stops.
+pub type FatalHandler = Box<dyn Fn(&LogError) + Send + Sync>;
+
+/// The default fatal handler: log the error and end the process with status 1.
+///
+/// Continuing after a failed fsync risks acknowledging writes the disk does not hold; the
+/// process restarts, recovers from what is on disk, and peers fill in the rest.
+pub fn exit_on_fatal_error(error: &LogError) {
+    tracing::error!(%error, "log write failed; exiting so that no lost write is acknowledged");
+    std::process::exit(1);
+}
+
+/// Counts of the writer's work, for metrics and for tests of batching.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterCounters {
+    /// Batches taken from the pending buffer.
+    pub batches: u64,
+    /// fdatasync calls on segments.
+    pub syncs: u64,
+    /// Record bytes handed to write().
+    pub bytes_written: u64,
+    /// Segments created (including the first one of an empty log).
+    pub segments_created: u64,
+}
+
+/// State shared by the appenders and the writer thread.
+struct Shared {
+    /// The pending frames and the next index; held only to append or to swap buffers.
+    pending: Mutex<Pending>,
+    /// Signalled when the pending buffer becomes non-empty or a stop is requested.
+    wake: Condvar,
+    /// Copy of the last assigned index, readable without the lock.
+    last_index: AtomicU64,
+    /// Copy of the pending buffer's length, readable without the lock.
+    pending_bytes: AtomicU64,
+    progress: Arc<ProgressState>,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    bytes_written: AtomicU64,
+    segments_created: AtomicU64,
+}
+
+/// What the appenders have produced and the writer has not yet taken.
+struct Pending {
+    /// Whole encoded frames, in index order.
+    buffer: Vec<u8>,
+    /// The index the next append gets.
+    next_index: u64,
+    /// Set by shutdown: write what is pending, fsync, stop.
+    stop: bool,
+    /// Set after a fatal error: appends are dropped, since they can never be written.
+    failed: bool,
+}
+
+/// The open log: appends records and runs the writer thread. See the module docs.
+pub struct Log {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<Result<(), LogError>>>,
+    options: LogOptions,
+    // Declared last so that it is released only after the writer thread has been joined.
+    _lock: DirectoryLock,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Log")
+            .field("options", &self.options)
+            .field("last_index", &self.last_index())
+            .field("pending_bytes", &self.pending_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens the log `recover` just validated and starts the writer thread; a fatal write or
+    /// fsync error ends the process (`exit_on_fatal_error`).
+    pub fn open(dir: &Path, options: &LogOptions, recovery: &Recovery) -> Result<Log, LogError> {
+        Log::open_with_fatal_handler(dir, options, recovery, Box::new(exit_on_fatal_error))
+    }
+
+    /// Like `open`, with the handler called (once, from the writer thread) on a fatal error.
+    ///
+    /// The handler must make sure no further write is acknowledged, typically by ending the
+    /// process; `Progress` waits never resolve past the failure.
+    pub fn open_with_fatal_handler(
+        dir: &Path,
+        options: &LogOptions,
+        recovery: &Recovery,
+        on_fatal: FatalHandler,
+    ) -> Result<Log, LogError> {
+        Log::open_with_files(dir, options, recovery, on_fatal, Box::new(SystemFiles))
+    }
+
+    /// `open` with the writer's file operations supplied (tests inject failures here).
+    pub(crate) fn open_with_files(
+        dir: &Path,
+        options: &LogOptions,
+        recovery: &Recovery,
+        on_fatal: FatalHandler,
+        mut files: Box<dyn FileOperations>,
+    ) -> Result<Log, LogError> {
+        options.validate()?;
+        let lock = DirectoryLock::acquire(dir)?;
+        let segments = list_segments(dir)?;
+        check_unchanged_since_recovery(dir, &segments, recovery)?;
+        let next_index = match (recovery.last_index, segments.last()) {
+            (Some(last), _) => last.0 + 1,
+            (None, Some(segment)) => segment.first_index,
+            (None, None) => 1,
+        };
+        let (segment, created) = match segments.last() {
+            Some(segment) => (open_active_segment(segment)?, false),
+            None => {
+                let (file, path) = create_segment(dir, next_index, files.as_mut())?;
+                let bytes = SEGMENT_HEADER_BYTES as u64;
+                (ActiveSegment { file, path, bytes }, true)
+            }
+        };
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending { buffer: Vec::new(), next_index, stop: false, failed: false }),
+            wake: Condvar::new(),
+            last_index: AtomicU64::new(next_index - 1),
+            pending_bytes: AtomicU64::new(0),
+            progress: Arc::new(ProgressState::new(next_index - 1)),
+            batches: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            segments_created: AtomicU64::new(u64::from(created)),
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            dir: dir.to_path_buf(),
+            options: options.clone(),
+            files,
+            segment,
+            batch: Vec::new(),
+            written: next_index - 1,
+            durable: next_index - 1,
+            last_sync: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("tandem-log-writer".to_owned())
+            .spawn(move || writer.run_until_stopped(on_fatal))
+            .map_err(|error| LogError::io("spawn writer thread", dir, error))?;
+        Ok(Log { shared, writer: Some(handle), options: options.clone(), _lock: lock })
+    }
+
+    /// Appends a record and returns its index; no I/O, never blocks on the disk.
+    ///
+    /// Panics if `payload` is longer than `record_bytes_max` (callers enforce their own,
+    /// smaller limits on client input first).
+    pub fn append(&self, epoch: Epoch, hlc: u64, origin: NodeId, payload: &[u8]) -> LogIndex {
+        self.assert_payload_fits(payload.len());
+        let appended = self.append_with(epoch, hlc, origin, |writer| {
+            writer.extend_from_slice(payload);
+            Ok::<(), Infallible>(())
+        });
+        match appended {
+            Ok(index) => index,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Appends a record whose payload `write_payload` writes in place (no intermediate copy).
+    ///
+    /// Contract: the closure runs under the log's internal mutex, so it must be short and must
+    /// not call back into this `Log`. If it returns an error (or panics) nothing is appended
+    /// and no index is used. Panics if the payload exceeds `record_bytes_max`.
+    pub fn append_with<E>(
+        &self,
+        epoch: Epoch,
+        hlc: u64,
+        origin: NodeId,
+        write_payload: impl FnOnce(&mut PayloadWriter<'_>) -> Result<(), E>,
+    ) -> Result<LogIndex, E> {
+        let mut pending = self.shared.pending.lock();
+        let index = LogIndex(pending.next_index);
+        let was_empty = pending.buffer.is_empty();
+        let start = begin_frame(&mut pending.buffer, index, epoch, hlc, origin);
+        let frame = UnfinishedFrame { buffer: &mut pending.buffer, start };
+        write_payload(&mut PayloadWriter { buffer: &mut *frame.buffer })?;
+        self.assert_payload_fits(frame.buffer.len() - start - FRAME_BYTES_MIN);
+        finish_frame(&mut *frame.buffer, start);
+        frame.keep();
+        if pending.failed {
+            // Nothing will ever write it; keeping it would only grow memory.
+            pending.buffer.clear();
+        }
+        pending.next_index += 1;
+        self.shared.last_index.store(index.0, Ordering::Release);
+        let pending_bytes = pending.buffer.len() as u64;
+        self.shared.pending_bytes.store(pending_bytes, Ordering::Relaxed);
+        drop(pending);
+        // The writer only waits when the buffer is empty, so only the first append wakes it.
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(index)
+    }
+
+    fn assert_payload_fits(&self, payload_bytes: usize) {
+        let limit = self.options.record_bytes_max as usize;
+        assert!(payload_bytes <= limit, "log payload of {payload_bytes} bytes exceeds record_bytes_max {limit}");
+    }
+
+    /// The index of the last record appended (0 if none ever was).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.shared.last_index.load(Ordering::Acquire))
+    }
+
+    /// Bytes appended but not yet taken by the writer.
+    ///
+    /// `append` never blocks or refuses, so a disk slower than the clients shows up here;
+    /// callers stop accepting writes while this exceeds `PENDING_BYTES_SOFT_MAX`.
+    pub fn pending_bytes(&self) -> u64 {
+        self.shared.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A handle on how far the writer has got, for the tasks that reply to clients.
+    pub fn progress(&self) -> Progress {
+        Progress::new(Arc::clone(&self.shared.progress), self.options.fsync)
+    }
+
+    /// Counts of the writer's work so far.
+    pub fn counters(&self) -> WriterCounters {
+        let shared = &self.shared;
+        WriterCounters {
+            batches: shared.batches.load(Ordering::Relaxed),
+            syncs: shared.syncs.load(Ordering::Relaxed),
+            bytes_written: shared.bytes_written.load(Ordering::Relaxed),
+            segments_created: shared.segments_created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes everything appended, fsyncs, and stops the writer thread.
+    ///
+    /// Returns the fatal error if the writer had failed, in which case records after
+    /// `progress().durable()` may be missing.
+    pub fn shutdown(mut self) -> Result<(), LogError> {
+        self.stop_writer()
+    }
+
+    fn stop_writer(&mut self) -> Result<(), LogError> {
+        let Some(handle) = self.writer.take() else {
+            return Ok(());
+        };
+        self.shared.pending.lock().stop = true;
+        self.shared.wake.notify_one();
+        match handle.join() {
+            Ok(result) => result,
+            Err(_) => Err(LogError::WriterPanicked),
+        }
+    }
+}
+
+impl Drop for Log {
+    /// Dropping without `shutdown` still writes and fsyncs everything appended.
+    fn drop(&mut self) {
+        if let Err(error) = self.stop_writer() {
+            tracing::error!(%error, "log writer failed before the log was dropped");
+        }
+    }
+}
+
+/// Lets `append_with`'s closure write a payload in place; it can only append to it.
+pub struct PayloadWriter<'a> {
+    buffer: &'a mut Vec<u8>,
+}
+
+impl PayloadWriter<'_> {
+    /// Appends bytes to the payload.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+}
+
+impl io::Write for PayloadWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Removes a half-built frame from the pending buffer unless `keep` is called, so that an
+/// error or panic in a payload closure cannot leave a broken frame for the writer.
+struct UnfinishedFrame<'a> {
+    buffer: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl UnfinishedFrame<'_> {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for UnfinishedFrame<'_> {
+    fn drop(&mut self) {
+        self.buffer.truncate(self.start);
+    }
+}
+
+/// Checks that the directory still looks as `recover` left it.
+fn check_unchanged_since_recovery(dir: &Path, segments: &[SegmentFile], recovery: &Recovery) -> Result<(), LogError> {
+    let stale = |detail: String| LogError::Stale { dir: dir.to_path_buf(), detail };
+    let (Some(segment), Some(tail)) = (segments.last(), recovery.tail) else {
+        if segments.is_empty() && recovery.tail.is_none() {
+            return Ok(());
+        }
+        return Err(stale("segments were added or removed".to_owned()));
+    };
+    if segment.first_index != tail.first_index {
+        return Err(stale(format!(
+            "the last segment is {} but recovery ended in the one starting at index {}",
+            segment.path.display(),
+            tail.first_index
+        )));
+    }
+    let file_bytes =
+        std::fs::metadata(&segment.path).map_err(|error| LogError::io("stat", &segment.path, error))?.len();
+    if file_bytes != tail.file_bytes {
+        return Err(stale(format!(
+            "{} is {file_bytes} bytes, recovery left {} bytes",
+            segment.path.display(),
+            tail.file_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the last segment for appending at its end.
+fn open_active_segment(segment: &SegmentFile) -> Result<ActiveSegment, LogError> {
+    let path = segment.path.clone();
+    let mut file = OpenOptions::new().write(true).open(&path).map_err(|error| LogError::io("open", &path, error))?;
+    let bytes = file.seek(SeekFrom::End(0)).map_err(|error| LogError::io("seek", &path, error))?;
+    Ok(ActiveSegment { file, path, bytes })
+}
+
+/// The segment the writer appends to.
+struct ActiveSegment {
+    file: File,
+    path: PathBuf,
+    /// Current length of the file.
+    bytes: u64,
+}
+
+/// What the writer does next.
+enum Step {
+    /// Write the batch just taken, whose last record has this index.
+    Batch(u64),
+    /// EverySecond policy: the interval passed with unsynced records.
+    Sync,
+    /// Shutdown was requested and nothing is pending.
+    Stop,
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    options: LogOptions,
+    files: Box<dyn FileOperations>,
+    segment: ActiveSegment,
+    /// The batch being written; swapped with the pending buffer to avoid reallocating.
+    batch: Vec<u8>,
+    written: u64,
+    durable: u64,
+    last_sync: Instant,
+}
+
+impl Writer {
+    /// Runs the writer; on a fatal error or panic marks the log failed and calls `on_fatal`.
+    fn run_until_stopped(mut self, on_fatal: FatalHandler) -> Result<(), LogError> {
+        let shared = Arc::clone(&self.shared);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
+        let error = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(panic) => {
+                mark_failed(&shared);
+                on_fatal(&LogError::WriterPanicked);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        mark_failed(&shared);
+        on_fatal(&error);
+        Err(error)
+    }
+
+    fn run(&mut self) -> Result<(), LogError> {
+        loop {
+            match self.next_step() {
+                Step::Batch(last_index) => {
+                    self.write_batch()?;
+                    self.publish_written(last_index);
+                    let sync_now = match self.options.fsync {
+                        FsyncPolicy::Always => true,
+                        FsyncPolicy::EverySecond => self.sync_due(Instant::now()),
+                        FsyncPolicy::Never => false,
+                    };
+                    if sync_now {
+                        self.sync()?;
+                    }
+                }
+                Step::Sync => self.sync()?,
+                Step::Stop => return self.sync(),
+            }
+        }
+    }
+
+    /// Waits for work and takes the pending buffer as the next batch.
+    fn next_step(&mut self) -> Step {
+        let mut pending = self.shared.pending.lock();
+        loop {
+            if !pending.buffer.is_empty() {
+                std::mem::swap(&mut pending.buffer, &mut self.batch);
+                self.shared.pending_bytes.store(0, Ordering::Relaxed);
+                return Step::Batch(pending.next_index - 1);
+            }
+            if pending.stop {
+                return Step::Stop;
+            }
+            let now = Instant::now();
+            if self.sync_due(now) {
+                return Step::Sync;
+            }
+            let timeout = match self.options.fsync {
+                FsyncPolicy::EverySecond if self.durable < self.written => {
+                    (self.last_sync + SYNC_INTERVAL).saturating_duration_since(now)
+                }
+                _ => SYNC_INTERVAL,
+            };
+            self.shared.wake.wait_for(&mut pending, timeout);
+        }
+    }
+
+    /// True if the EverySecond policy owes an fsync at `now`.
+    fn sync_due(&self, now: Instant) -> bool {
+        self.options.fsync == FsyncPolicy::EverySecond
+            && self.durable < self.written
+            && now.duration_since(self.last_sync) >= SYNC_INTERVAL
+    }
+
+    /// Writes the batch, rolling to new segments so that no record is split.
+    fn write_batch(&mut self) -> Result<(), LogError> {
+        let batch = std::mem::take(&mut self.batch);
+        let result = self.write_frames(&batch);
+        self.batch = batch;
+        if self.batch.capacity() > BUFFER_RETAINED_BYTES_MAX {
+            self.batch = Vec::new();
+        }
+        self.batch.clear();
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn write_frames(&mut self, batch: &[u8]) -> Result<(), LogError> {
+        let mut run_start = 0;
+        let mut position = 0;
+        while position < batch.len() {
+            let header = decode_frame_header(&batch[position..]);
+            let frame_bytes = FRAME_HEADER_BYTES + header.body_bytes as usize;
+            let run_bytes = (position - run_start) as u64;
+            let segment_has_records = self.segment.bytes > SEGMENT_HEADER_BYTES as u64 || run_bytes > 0;
+            let segment_bytes = self.segment.bytes + run_bytes + frame_bytes as u64;
+            if segment_has_records && segment_bytes > self.options.segment_bytes_max {
+                self.write(&batch[run_start..position])?;
+                self.roll(body_index(&batch[position + FRAME_HEADER_BYTES..]))?;
+                run_start = position;
+            }
+            position += frame_bytes;
+        }
+        assert_eq!(position, batch.len(), "pending buffer holds a partial frame");
+        self.write(&batch[run_start..])
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let segment = &mut self.segment;
+        self.files.write_all(&mut segment.file, bytes).map_err(|error| LogError::io("write", &segment.path, error))?;
+        segment.bytes += bytes.len() as u64;
+        self.shared.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Closes the current segment (fdatasync) and starts one whose first record is `first_index`.
+    fn roll(&mut self, first_index: u64) -> Result<(), LogError> {
+        self.files
+            .sync_data(&self.segment.file)
+            .map_err(|error| LogError::io("fdatasync", &self.segment.path, error))?;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        // Everything before `first_index` is in the closed segment, written and synced.
+        self.publish_written(first_index - 1);
+        self.durable = first_index - 1;
+        self.shared.progress.publish_durable(self.durable);
+        let (file, path) = create_segment(&self.dir, first_index, self.files.as_mut())?;
+        self.segment = ActiveSegment { file, path, bytes: SEGMENT_HEADER_BYTES as u64 };
+        self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn publish_written(&mut self, index: u64) {
+        self.written = index;
+        self.shared.progress.publish_written(index);
+    }
+
+    /// fdatasyncs the current segment if it holds unsynced records, and publishes durable.
+    fn sync(&mut self) -> Result<(), LogError> {
+        self.last_sync = Instant::now();
+        if self.durable == self.written {
+            return Ok(());
+        }
+        self.files
+            .sync_data(&self.segment.file)
+            .map_err(|error| LogError::io("fdatasync", &self.segment.path, error))?;
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        self.durable = self.written;
+        self.shared.progress.publish_durable(self.durable);
+        Ok(())
+    }
+}
+
+/// Stops the log for good after a fatal error: drops pending records, freezes progress.
+fn mark_failed(shared: &Shared) {
+    let mut pending = shared.pending.lock();
+    pending.failed = true;
+    pending.buffer = Vec::new();
+    shared.pending_bytes.store(0, Ordering::Relaxed);
+    shared.progress.mark_failed();
+}

@@ -1,0 +1,11 @@
+//! Tests of the log against real files: roundtrips, torn tails, corruption and repair,
+//! group commit, and property tests of encoding and damage. (The SIGKILL crash test is its
+//! own binary, `tests/crash.rs`: a child forked from here would briefly inherit other
+//! tests' directory locks.)
+
+mod common;
+mod corruption;
+mod group_commit;
+mod properties;
+mod roundtrip;
+mod torn_tail;

@@ -1,0 +1,260 @@
+//! Configuration: a TOML file plus command-line overrides, validated into a
+//! [`Config`]. Every error names the field it is about.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tandem_log::FsyncPolicy;
+
+use crate::limits;
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the client port listens on.
+    pub bind: IpAddr,
+    /// Client (RESP) port; 0 picks a free port.
+    pub port: u16,
+    /// Admin HTTP port serving `/metrics`; `None` disables it.
+    pub admin_port: Option<u16>,
+    /// Directory holding the log (and later checkpoints).
+    pub data_dir: PathBuf,
+    /// When the log is fsynced, like Redis `appendfsync`.
+    pub appendfsync: FsyncPolicy,
+    /// Password clients must give with `AUTH` or `HELLO … AUTH`.
+    pub requirepass: Option<String>,
+    /// Most simultaneous clients.
+    pub maxclients: u32,
+    /// Memory above which writes are refused with `-OOM`; 0 = no limit.
+    pub maxmemory_bytes: u64,
+    /// Largest bulk string in a request.
+    pub proto_max_bulk_len: u64,
+    /// Most arguments in one request.
+    pub proto_max_array_len: u64,
+    /// Largest unparsed input buffered for one client.
+    pub client_query_buffer_limit: u64,
+    /// Size at which the log rolls to a new segment.
+    pub log_segment_bytes: u64,
+    /// Active-expiry passes per second.
+    pub hz: u32,
+    /// Close clients idle for this many seconds; 0 = never.
+    pub timeout_seconds: u64,
+    /// This node's id, stamped on every log record.
+    pub node_id: u32,
+}
+
+/// The TOML file's shape: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub port: Option<u16>,
+    pub admin_port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub appendfsync: Option<String>,
+    pub requirepass: Option<String>,
+    pub maxclients: Option<u32>,
+    pub maxmemory: Option<toml::Value>,
+    pub proto_max_bulk_len: Option<toml::Value>,
+    pub proto_max_array_len: Option<u64>,
+    pub client_query_buffer_limit: Option<toml::Value>,
+    pub log_segment_size: Option<toml::Value>,
+    pub hz: Option<u32>,
+    pub timeout: Option<u64>,
+    pub node_id: Option<u32>,
+}
+
+/// A configuration error; the text names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML or has an unknown field.
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A field has a value outside what it accepts.
+    #[error("config field `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, message: message.into() }
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse { path: path.to_owned(), message: error.to_string() })
+    }
+
+    /// Validates the file's values, filling in defaults.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let port = self.port.unwrap_or(6379);
+        let bind_text = self.bind.unwrap_or_else(|| "127.0.0.1".to_string());
+        let bind = bind_text.parse().map_err(|_| invalid("bind", format!("`{bind_text}` is not an IP address")))?;
+        let appendfsync = match self.appendfsync {
+            None => FsyncPolicy::Always,
+            Some(text) => text
+                .parse()
+                .map_err(|_| invalid("appendfsync", format!("`{text}` is not one of always, everysec, no")))?,
+        };
+        let admin_port = match self.admin_port {
+            Some(0) => None,
+            Some(admin) => Some(admin),
+            None if port == 0 => None,
+            None => port.checked_add(10_000),
+        };
+        let config = Config {
+            bind,
+            port,
+            admin_port,
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("tandem-data")),
+            appendfsync,
+            requirepass: self.requirepass.filter(|password| !password.is_empty()),
+            maxclients: self.maxclients.unwrap_or(limits::CLIENTS_MAX_DEFAULT),
+            maxmemory_bytes: size_field("maxmemory", self.maxmemory, 0)?,
+            proto_max_bulk_len: size_field(
+                "proto_max_bulk_len",
+                self.proto_max_bulk_len,
+                limits::BULK_BYTES_MAX_DEFAULT,
+            )?,
+            proto_max_array_len: self.proto_max_array_len.unwrap_or(limits::ARRAY_LEN_MAX_DEFAULT),
+            client_query_buffer_limit: size_field(
+                "client_query_buffer_limit",
+                self.client_query_buffer_limit,
+                limits::QUERY_BUFFER_BYTES_MAX_DEFAULT,
+            )?,
+            log_segment_bytes: size_field(
+                "log_segment_size",
+                self.log_segment_size,
+                limits::LOG_SEGMENT_BYTES_DEFAULT,
+            )?,
+            hz: self.hz.unwrap_or(limits::EXPIRY_HZ_DEFAULT),
+            timeout_seconds: self.timeout.unwrap_or(0),
+            node_id: self.node_id.unwrap_or(1),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Cross-field checks; each failure names the field at fault.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.maxclients == 0 {
+            return Err(invalid("maxclients", "must be at least 1"));
+        }
+        if self.proto_max_bulk_len < 1024 || self.proto_max_bulk_len > limits::BULK_BYTES_MAX_CEILING {
+            return Err(invalid(
+                "proto_max_bulk_len",
+                format!("must be between 1kb and {} bytes", limits::BULK_BYTES_MAX_CEILING),
+            ));
+        }
+        if self.proto_max_array_len == 0 || self.proto_max_array_len > i32::MAX as u64 {
+            return Err(invalid("proto_max_array_len", "must be between 1 and 2147483647"));
+        }
+        if self.client_query_buffer_limit < self.proto_max_bulk_len {
+            return Err(invalid(
+                "client_query_buffer_limit",
+                "must be at least proto_max_bulk_len, or the largest value could never arrive",
+            ));
+        }
+        if self.log_segment_bytes < 64 * 1024 {
+            return Err(invalid("log_segment_size", "must be at least 64kb"));
+        }
+        if !(1..=500).contains(&self.hz) {
+            return Err(invalid("hz", "must be between 1 and 500"));
+        }
+        if self.admin_port.is_some() && self.admin_port == Some(self.port) && self.port != 0 {
+            return Err(invalid("admin_port", "must differ from port"));
+        }
+        Ok(())
+    }
+
+    /// The RESP codec limits this configuration implies.
+    pub fn resp_limits(&self) -> tandem_resp::Limits {
+        tandem_resp::Limits {
+            bulk_bytes_max: self.proto_max_bulk_len as usize,
+            array_len_max: self.proto_max_array_len as usize,
+            depth_max: limits::FRAME_DEPTH_MAX,
+            inline_bytes_max: limits::INLINE_BYTES_MAX,
+        }
+    }
+
+    /// The log options this configuration implies.
+    pub fn log_options(&self) -> tandem_log::LogOptions {
+        tandem_log::LogOptions {
+            segment_bytes_max: self.log_segment_bytes,
+            record_bytes_max: limits::LOG_RECORD_BYTES_MAX,
+            fsync: self.appendfsync,
+        }
+    }
+}
+
+/// Parses a size such as `100mb`, `1gb`, `4096` or a TOML integer, like Redis's memory units.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let number: u64 = digits.parse().ok()?;
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+fn size_field(field: &'static str, value: Option<toml::Value>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(toml::Value::Integer(number)) if number >= 0 => Ok(number as u64),
+        Some(toml::Value::String(text)) => {
+            parse_size(&text).ok_or_else(|| invalid(field, format!("`{text}` is not a size (e.g. 4096, 100mb, 1gb)")))
+        }
+        Some(other) => Err(invalid(field, format!("`{other}` is not a size (e.g. 4096, 100mb, 1gb)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_redis() {
+        assert_eq!(parse_size("100mb"), Some(100 * 1024 * 1024));
+        assert_eq!(parse_size("1gb"), Some(1 << 30));
+        assert_eq!(parse_size("1k"), Some(1000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("12parsecs"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = FileConfig::default().validate().unwrap();
+        assert_eq!(config.port, 6379);
+        assert_eq!(config.admin_port, Some(16379));
+        assert_eq!(config.appendfsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let file: FileConfig = toml::from_str("appendfsync = \"sometimes\"").unwrap();
+        let error = file.validate().unwrap_err().to_string();
+        assert!(error.contains("`appendfsync`"), "{error}");
+        let file: FileConfig = toml::from_str("maxmemory = \"lots\"").unwrap();
+        assert!(file.validate().unwrap_err().to_string().contains("`maxmemory`"));
+        let error = toml::from_str::<FileConfig>("prot = 1").unwrap_err().to_string();
+        assert!(error.contains("prot"), "{error}");
+    }
+}

@@ -1,0 +1,286 @@
+//! The database: the keyspace under its lock, the log it writes, and the
+//! execution of data commands and transactions.
+//!
+//! Invariants:
+//! * log order is apply order: a command's effects are applied and appended
+//!   while the keyspace lock is held, so replaying the log in index order
+//!   rebuilds exactly the state clients saw;
+//! * one command, or one `EXEC`, is one log record — never half of one;
+//! * no reply leaves before the state it reflects is as durable as
+//!   `appendfsync` promises: every reply waits for its *ticket*, the log
+//!   index of its own record or, for a read, the last index it could see.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tandem_log::{Epoch, FsyncPolicy, Log, LogIndex, LogOptions, NodeId, Progress};
+use tandem_resp::Frame;
+
+use crate::cmd::{CommandError, CommandSpec, DataContext, Handler};
+use crate::limits;
+use crate::store::{effect, Effect, Keyspace};
+
+/// What a command execution hands back: the reply, and the log index that
+/// must be acknowledged before the reply may be sent.
+pub struct Executed {
+    /// The reply frame.
+    pub reply: Frame,
+    /// Log index the reply depends on.
+    pub ticket: LogIndex,
+}
+
+/// A command queued in `MULTI`.
+pub struct Queued {
+    /// The command's spec.
+    pub spec: &'static CommandSpec,
+    /// Its arguments, name first.
+    pub args: Vec<Bytes>,
+}
+
+/// State guarded by the keyspace lock.
+struct Locked {
+    keyspace: Keyspace,
+    /// Reused buffers: effects of the running command and its encoded payload.
+    effects: Vec<Effect>,
+    payload: Vec<u8>,
+    rng: SmallRng,
+}
+
+/// The node's data: keyspace, log, and counters about both.
+pub struct Database {
+    locked: Mutex<Locked>,
+    log: Log,
+    progress: Progress,
+    fsync: FsyncPolicy,
+    node: NodeId,
+    epoch: AtomicU64,
+    /// Keys changed since start (INFO `rdb_changes_since_last_save` analogue).
+    changes: AtomicU64,
+    /// Bytes of payload appended to the log since start.
+    log_bytes: AtomicU64,
+}
+
+/// Where a data directory keeps its log.
+pub fn log_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("log")
+}
+
+/// The current Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Why the database could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The log could not be recovered.
+    #[error(transparent)]
+    Log(#[from] tandem_log::LogError),
+    /// A record's payload does not decode as effects.
+    #[error(
+        "log record {index} does not decode as effects ({reason}); the log was written by another program or version"
+    )]
+    BadPayload { index: LogIndex, reason: String },
+}
+
+impl Database {
+    /// Recovers the log of `data_dir`, replays it into a fresh keyspace, and
+    /// opens the log for appending.
+    pub fn open(data_dir: &Path, options: LogOptions, node: NodeId) -> Result<Database, OpenError> {
+        let dir = &log_dir(data_dir);
+        let recovery = tandem_log::recover(dir, &options)?;
+        let mut keyspace = Keyspace::new();
+        let mut replayed = 0u64;
+        for record in tandem_log::read_from(dir, LogIndex(1), &options)? {
+            let record = record?;
+            let effects = effect::decode(&record.payload)
+                .map_err(|error| OpenError::BadPayload { index: record.index, reason: error.to_string() })?;
+            for effect in &effects {
+                keyspace.apply(effect);
+            }
+            replayed += 1;
+        }
+        tracing::info!(records = replayed, keys = keyspace.len(), "replayed the log");
+        let fsync = options.fsync;
+        let log = Log::open(dir, &options, &recovery)?;
+        let progress = log.progress();
+        Ok(Database {
+            locked: Mutex::new(Locked {
+                keyspace,
+                effects: Vec::new(),
+                payload: Vec::new(),
+                rng: SmallRng::from_entropy(),
+            }),
+            log,
+            progress,
+            fsync,
+            node,
+            epoch: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs one data command. `spec.handler` must be `Handler::Data`.
+    pub fn execute(&self, spec: &CommandSpec, args: &[Bytes]) -> Executed {
+        if spec.is_write() {
+            if let Err(error) = check_write_size(std::iter::once(args)) {
+                return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
+            }
+        }
+        let mut locked = self.locked.lock();
+        let now_ms = unix_ms();
+        let reply = run(&mut locked, spec, args, now_ms).unwrap_or_else(Frame::from);
+        let ticket = self.commit(&mut locked);
+        Executed { reply, ticket }
+    }
+
+    /// Runs a transaction atomically as one log record. `watched` holds the
+    /// versions seen at `WATCH`; if any changed, nothing runs and the reply
+    /// is a null array, like Redis.
+    pub fn execute_transaction(&self, queued: &[&Queued], watched: &[(Bytes, u64)]) -> Executed {
+        if let Err(error) = check_write_size(queued.iter().filter(|q| q.spec.is_write()).map(|q| &q.args[..])) {
+            return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
+        }
+        let mut locked = self.locked.lock();
+        if watched.iter().any(|(key, version)| locked.keyspace.watch_version(key) != *version) {
+            return Executed { reply: Frame::NullArray, ticket: self.log.last_index() };
+        }
+        let now_ms = unix_ms();
+        let replies = queued
+            .iter()
+            .map(|command| run(&mut locked, command.spec, &command.args, now_ms).unwrap_or_else(Frame::from))
+            .collect();
+        let ticket = self.commit(&mut locked);
+        Executed { reply: Frame::Array(replies), ticket }
+    }
+
+    /// Appends the collected effects, if any, as one record; returns the ticket.
+    fn commit(&self, locked: &mut Locked) -> LogIndex {
+        if locked.effects.is_empty() {
+            return self.log.last_index();
+        }
+        let Locked { effects, payload, .. } = locked;
+        payload.clear();
+        effect::encode(effects, payload);
+        let epoch = Epoch(self.epoch.load(Ordering::Relaxed));
+        let index = self.log.append(epoch, unix_ms(), self.node, payload);
+        self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
+        self.log_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        effects.clear();
+        index
+    }
+
+    /// Waits until a reply with this ticket may be sent.
+    pub async fn acknowledge(&self, ticket: LogIndex) {
+        match self.fsync {
+            FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
+            _ => self.progress.wait_written(ticket).await,
+        }
+    }
+
+    /// Whether a reply with this ticket may be sent without waiting.
+    pub fn is_acknowledged(&self, ticket: LogIndex) -> bool {
+        match self.fsync {
+            FsyncPolicy::Always => self.progress.durable() >= ticket,
+            _ => self.progress.written() >= ticket,
+        }
+    }
+
+    /// Registers a `WATCH` of `key`; returns its version.
+    pub fn watch(&self, key: &Bytes) -> u64 {
+        self.locked.lock().keyspace.watch(key)
+    }
+
+    /// Ends a `WATCH` of `key`.
+    pub fn unwatch(&self, key: &Bytes) {
+        self.locked.lock().keyspace.unwatch(key)
+    }
+
+    /// One active-expiry pass: deletes up to `budget` keys' worth of expired
+    /// keys through logged effects. Returns how many were deleted.
+    pub fn expire_pass(&self, budget: usize) -> usize {
+        let mut locked = self.locked.lock();
+        let now_ms = unix_ms();
+        let expired = locked.keyspace.expired_keys(now_ms, budget);
+        for key in &expired {
+            let effect = Effect::Delete { key: key.clone() };
+            locked.keyspace.apply(&effect);
+            locked.effects.push(effect);
+        }
+        self.commit(&mut locked);
+        expired.len()
+    }
+
+    /// Runs `read` on the keyspace under the lock (INFO, digests, tests).
+    pub fn with_keyspace<T>(&self, read: impl FnOnce(&Keyspace) -> T) -> T {
+        read(&self.locked.lock().keyspace)
+    }
+
+    /// The last log index assigned.
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+
+    /// The log's write/fsync progress.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// The fsync policy in force.
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
+    /// Effects applied since start.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes appended to the log since start.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Writes and fsyncs everything appended, and stops the log writer (clean shutdown).
+    pub fn close(self) -> Result<(), tandem_log::LogError> {
+        self.log.shutdown()
+    }
+}
+
+/// Runs one data command inside the lock.
+fn run(locked: &mut Locked, spec: &CommandSpec, args: &[Bytes], now_ms: u64) -> Result<Frame, CommandError> {
+    let Handler::Data(handler) = spec.handler else {
+        unreachable!("{} is a session command; the session runs it", spec.name);
+    };
+    let Locked { keyspace, effects, rng, .. } = locked;
+    let mut context = DataContext::new(keyspace, effects, now_ms, rng);
+    if spec.is_write() {
+        for key in spec.keys(args) {
+            context.purge_if_expired(key);
+        }
+    }
+    handler(&mut context, args)
+}
+
+/// Refuses writes whose arguments could not fit in one log record.
+fn check_write_size<'a>(commands: impl Iterator<Item = &'a [Bytes]>) -> Result<(), CommandError> {
+    let total: u64 = commands.flat_map(|args| args.iter()).map(|arg| arg.len() as u64).sum();
+    if total > limits::WRITE_ARGUMENTS_BYTES_MAX {
+        return Err(CommandError::err(format!(
+            "write too large: {total} bytes of arguments, at most {} fit in one log record",
+            limits::WRITE_ARGUMENTS_BYTES_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// How long the active-expiry task sleeps between passes at `hz`.
+pub fn expiry_interval(hz: u32) -> Duration {
+    Duration::from_millis(1000 / hz.max(1) as u64)
+}

@@ -1,0 +1,30 @@
+//! tandem: a fault-tolerant key-value service that speaks the Redis protocol.
+//!
+//! # Layout (follow a write from top to bottom)
+//! * [`limits`] — every bound in one place, with const assertions relating them.
+//! * [`config`] — TOML file + flags → a validated [`config::Config`].
+//! * `tandem_resp` (crate) — RESP2/RESP3 frames: check, parse, encode (pure).
+//! * [`cmd`] — the command table and one file per command family; a data
+//!   command reads the keyspace and emits effects.
+//! * [`store`] — the keyspace (buckets shared with checkpoints), values,
+//!   effects, and `Keyspace::apply`, the one path that changes state.
+//! * `tandem_log` (crate) — CRC-framed effect records in segment files,
+//!   group commit, replay, check and repair.
+//!
+//! # The write path
+//! client ─RESP→ `server` → `cmd::lookup` → handler under the keyspace lock
+//! → `DataContext::emit` (apply + collect effects) → `Log::append` (one
+//! record per command or `EXEC`) → reply released once the record is as
+//! durable as `appendfsync` promises.
+
+pub mod admin;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod limits;
+pub mod logcheck;
+pub mod node;
+pub mod server;
+pub mod store;

@@ -1,0 +1,52 @@
+//! Every bound tandem enforces, in one place.
+//!
+//! Defaults that a user may change live in [`crate::config`]; this module
+//! holds the defaults and the hard ceilings that configuration can never
+//! exceed, with `const` assertions relating them, so that a change to one
+//! limit that breaks another fails to compile.
+
+/// Largest bulk string a client may send (Redis `proto-max-bulk-len`), default.
+pub const BULK_BYTES_MAX_DEFAULT: u64 = 512 * 1024 * 1024;
+/// Ceiling for `proto_max_bulk_len`: the length field of a log record is a `u32`.
+pub const BULK_BYTES_MAX_CEILING: u64 = 1024 * 1024 * 1024;
+/// Largest number of arguments in one request, default.
+pub const ARRAY_LEN_MAX_DEFAULT: u64 = 1024 * 1024;
+/// Deepest nesting of aggregate frames that the reply decoder accepts.
+pub const FRAME_DEPTH_MAX: usize = 32;
+/// Longest inline command line (Redis `PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_BYTES_MAX: usize = 64 * 1024;
+/// Largest unparsed input buffered for one client (Redis `client-query-buffer-limit`), default.
+pub const QUERY_BUFFER_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
+/// Most simultaneous client connections (Redis `maxclients`), default.
+pub const CLIENTS_MAX_DEFAULT: u32 = 10_000;
+/// Largest total size of the arguments of one write command or one
+/// transaction: everything a write does must fit in one log record.
+pub const WRITE_ARGUMENTS_BYTES_MAX: u64 = 1536 * 1024 * 1024;
+/// Largest log record the log accepts; leaves room for effect framing.
+pub const LOG_RECORD_BYTES_MAX: u32 = (WRITE_ARGUMENTS_BYTES_MAX + 64 * 1024 * 1024) as u32;
+/// Default size at which the log rolls to a new segment file.
+pub const LOG_SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Messages queued for one pub/sub subscriber before it is disconnected as too slow.
+pub const SUBSCRIBER_QUEUE_MESSAGES_MAX: usize = 16_384;
+/// Commands queued inside one `MULTI` before the transaction is refused.
+pub const TRANSACTION_COMMANDS_MAX: usize = 1_000_000;
+/// Keys (or buckets) one `SCAN` call examines at the most, whatever its `COUNT`.
+pub const SCAN_COUNT_MAX: usize = 100_000;
+/// Bytes a connection's pending replies may reach before it stops reading
+/// more requests until they are written (back-pressure, not an error).
+pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+/// Active-expiry passes per second (Redis `hz`), default.
+pub const EXPIRY_HZ_DEFAULT: u32 = 10;
+/// Keys examined at most per active-expiry pass, so a pass never stalls clients.
+pub const EXPIRY_KEYS_PER_PASS_MAX: usize = 20_000;
+/// Longest client name accepted by `CLIENT SETNAME`.
+pub const CLIENT_NAME_BYTES_MAX: usize = 4096;
+/// Largest offset `SETRANGE`/`APPEND` may grow a string to (Redis: 512 MiB).
+pub const STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+const _: () = assert!(BULK_BYTES_MAX_DEFAULT <= BULK_BYTES_MAX_CEILING);
+const _: () = assert!(BULK_BYTES_MAX_CEILING <= WRITE_ARGUMENTS_BYTES_MAX);
+const _: () = assert!(WRITE_ARGUMENTS_BYTES_MAX < LOG_RECORD_BYTES_MAX as u64);
+const _: () = assert!(QUERY_BUFFER_BYTES_MAX_DEFAULT > BULK_BYTES_MAX_DEFAULT);
+const _: () = assert!(STRING_BYTES_MAX <= BULK_BYTES_MAX_CEILING);
+const _: () = assert!(INLINE_BYTES_MAX as u64 <= QUERY_BUFFER_BYTES_MAX_DEFAULT);

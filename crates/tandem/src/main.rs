@@ -1,0 +1,145 @@
+//! The `tandem` command: `server`, `log check`, `demo`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tandem::config::{self, FileConfig};
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// tandem: a fault-tolerant key-value service that speaks the Redis protocol.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a data node.
+    Server(ServerArgs),
+    /// Inspect or repair the log of a data directory.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Run the demonstration: a node under write load, killed with SIGKILL,
+    /// restarted, and every acknowledged write checked.
+    Demo(tandem::demo::DemoArgs),
+}
+
+/// `tandem server` options; flags override the config file.
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Client port (default 6379; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Data directory (default ./tandem-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// always | everysec | no (default always).
+    #[arg(long)]
+    appendfsync: Option<String>,
+    /// Password required from clients.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Refuse writes above this memory, e.g. 100mb (default 0 = none).
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// Most simultaneous clients (default 10000).
+    #[arg(long)]
+    maxclients: Option<u32>,
+    /// Admin HTTP port for /metrics (default port+10000; 0 disables).
+    #[arg(long)]
+    admin_port: Option<u16>,
+    /// Log filter, e.g. info, debug, tandem=debug (default info; RUST_LOG also works).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Verify every record of the log; with --repair keep the valid prefix.
+    Check {
+        /// Data directory whose log/ to check.
+        #[arg(long, default_value = "tandem-data")]
+        data_dir: PathBuf,
+        /// Truncate at the first bad record, dropping it and everything after.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// A panic means a broken invariant: the keyspace may be half-changed, so the
+/// node stops at once (the log holds every acknowledged write) instead of
+/// serving possibly corrupted state.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!("tandem: internal error (panic); stopping the node so no corrupted state is served");
+        std::process::abort();
+    }));
+}
+
+fn server_config(args: &ServerArgs) -> Result<config::Config, config::ConfigError> {
+    let mut file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    file.port = args.port.or(file.port);
+    file.bind = args.bind.clone().or(file.bind);
+    file.data_dir = args.data_dir.clone().or(file.data_dir);
+    file.appendfsync = args.appendfsync.clone().or(file.appendfsync);
+    file.requirepass = args.requirepass.clone().or(file.requirepass);
+    file.maxmemory = args.maxmemory.clone().map(toml::Value::String).or(file.maxmemory);
+    file.maxclients = args.maxclients.or(file.maxclients);
+    file.admin_port = args.admin_port.or(file.admin_port);
+    file.validate()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => {
+            init_tracing(&args.log_level);
+            abort_on_panic();
+            let config = match server_config(&args) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("tandem: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            match runtime.block_on(tandem::node::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("tandem: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Log(LogCommand::Check { data_dir, repair }) => {
+            init_tracing("warn");
+            tandem::logcheck::run(&data_dir, repair)
+        }
+        Command::Demo(args) => {
+            init_tracing("warn");
+            tandem::demo::run(args)
+        }
+    }
+}

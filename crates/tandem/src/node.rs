@@ -1,0 +1,161 @@
+//! Wires a node together: opens the database, binds the ports, starts the
+//! client plane, the admin plane and the background tasks, and carries out
+//! a clean shutdown. It holds no policy of its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tandem_log::NodeId;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::limits;
+use crate::server::{self, Runtime, Shared};
+
+/// Runs a data node until SIGTERM, SIGINT or `SHUTDOWN`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    admin::metrics::recorder();
+    let data_dir = config.data_dir.clone();
+    let log_options = config.log_options();
+    let node = NodeId(config.node_id);
+    let opened = Instant::now();
+    let database = tokio::task::spawn_blocking(move || Database::open(&data_dir, log_options, node))
+        .await
+        .context("opening the database")?
+        .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+    tracing::info!(elapsed_ms = opened.elapsed().as_millis() as u64, "database open");
+
+    let listener = TcpListener::bind((config.bind, config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    let local_addr = listener.local_addr()?;
+    let admin_listener = match config.admin_port {
+        Some(port) => Some(
+            TcpListener::bind((config.bind, port))
+                .await
+                .with_context(|| format!("cannot listen on admin port {}:{port}", config.bind))?,
+        ),
+        None => None,
+    };
+    let (shutdown, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        runtime: Runtime {
+            maxmemory_bytes: AtomicU64::new(config.maxmemory_bytes),
+            maxclients: AtomicU64::new(config.maxclients as u64),
+            timeout_seconds: AtomicU64::new(config.timeout_seconds),
+        },
+        config,
+        db: database,
+        clients: Default::default(),
+        broker: Default::default(),
+        metrics: Default::default(),
+        used_memory_bytes: AtomicU64::new(admin::memory::allocated_bytes()),
+        used_memory_peak_bytes: AtomicU64::new(0),
+        started: Instant::now(),
+        started_wall: SystemTime::now(),
+        local_addr,
+        shutdown,
+    });
+    let admin_addr = admin_listener.as_ref().and_then(|listener| listener.local_addr().ok());
+    tracing::info!(clients = %local_addr, admin = ?admin_addr, "tandem ready");
+
+    let accept = tokio::spawn(server::accept_loop(listener, shared.clone()));
+    let admin = admin_listener.map(|listener| tokio::spawn(admin::http::serve(listener, shared.clone())));
+    let background = [
+        tokio::spawn(expire_keys(shared.clone())),
+        tokio::spawn(watch_memory(shared.clone())),
+        tokio::spawn(stop_on_signal(shared.clone())),
+    ];
+
+    let mut stopped = shared.shutdown.subscribe();
+    let _ = stopped.wait_for(|stop| *stop).await;
+    tracing::info!("shutting down");
+    let _ = accept.await;
+    shared.clients.kill_all();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shared.clients.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for task in background {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    close_database(shared).await
+}
+
+/// Takes the database back from the connections that shared it and closes
+/// the log: everything appended is written and fsynced.
+async fn close_database(mut shared: Arc<Shared>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Arc::try_unwrap(shared) {
+            Ok(owned) => {
+                let last_index = owned.db.last_index().0;
+                owned.db.close().context("closing the log at shutdown")?;
+                tracing::info!(last_index, "log closed; bye");
+                return Ok(());
+            }
+            Err(still_shared) if Instant::now() < deadline => {
+                shared = still_shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(still_shared) => {
+                // A connection task did not finish; the log's Drop still writes and fsyncs.
+                tracing::warn!("connections still open after 5 s; closing the log on exit");
+                drop(still_shared);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn stop_on_signal(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop the server with SHUTDOWN");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    shared.request_shutdown();
+}
+
+/// Active expiry: a bounded pass `hz` times a second, repeated at once
+/// while a pass finds many expired keys (as Redis's fast cycle does).
+async fn expire_keys(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(db::expiry_interval(shared.config.hz));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        for _ in 0..16 {
+            let deleted = shared.db.expire_pass(limits::EXPIRY_KEYS_PER_PASS_MAX);
+            shared.metrics.expired_keys.increment(deleted as u64);
+            if deleted < limits::EXPIRY_KEYS_PER_PASS_MAX / 4 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Refreshes `used_memory` ten times a second for `maxmemory` and INFO.
+async fn watch_memory(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        let used = admin::memory::allocated_bytes();
+        shared.used_memory_bytes.store(used, Ordering::Relaxed);
+        shared.used_memory_peak_bytes.fetch_max(used, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,158 @@
+//! One client connection: read requests, run them, wait until their effects
+//! are acknowledged by the log, write the replies.
+//!
+//! Pipelined requests that arrive together run one after another and their
+//! replies leave together after a single wait for the highest ticket — that
+//! is what makes `appendfsync always` cost one fsync per batch, not per
+//! command (group commit).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tandem_log::LogIndex;
+use tandem_resp::{parse_request, Frame, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::session::Session;
+use super::Shared;
+use crate::limits;
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum Closed {
+    Peer,
+    Quit,
+    Killed,
+    Shutdown,
+    Protocol(String),
+    QueryBufferLimit,
+    Idle,
+    Io(std::io::Error),
+}
+
+/// Serves one client until it leaves, is killed, or the server stops.
+pub async fn run(socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let _ = socket.set_nodelay(true);
+    let local_addr = socket.local_addr().unwrap_or(shared.local_addr);
+    let maxclients = shared.runtime.maxclients.load(Ordering::Relaxed) as usize;
+    let Some(client) = shared.clients.register(addr, local_addr, maxclients) else {
+        let mut socket = socket;
+        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    };
+    shared.metrics.connected_clients.increment(1.0);
+    let (sender, receiver) = mpsc::channel(limits::SUBSCRIBER_QUEUE_MESSAGES_MAX);
+    let authenticated = shared.config.requirepass.is_none();
+    let mut session = Session::new(client.clone(), authenticated, sender);
+    let closed = serve(socket, &shared, &mut session, receiver).await;
+    session.close(&shared);
+    shared.clients.unregister(client.id);
+    shared.metrics.connected_clients.decrement(1.0);
+    match closed {
+        Closed::Protocol(ref message) => tracing::info!(client = client.id, %addr, "closed: {message}"),
+        Closed::Io(ref error) => tracing::debug!(client = client.id, %addr, %error, "closed: socket error"),
+        ref other => tracing::debug!(client = client.id, %addr, reason = ?other, "closed"),
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    shared: &Shared,
+    session: &mut Session,
+    mut messages: mpsc::Receiver<Frame>,
+) -> Closed {
+    let limits = shared.config.resp_limits();
+    let query_buffer_max = shared.config.client_query_buffer_limit as usize;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let mut ticket: Option<LogIndex> = None;
+        let mut close: Option<Closed> = None;
+        let mut needs_input = false;
+        // Run every complete request already buffered (bounded by the reply buffer).
+        while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX {
+            match parse_request(&mut input, &limits) {
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => {
+                    let flow = session.handle(shared, args, &mut output);
+                    ticket = ticket.max(flow.ticket);
+                    if flow.close {
+                        close = Some(Closed::Quit);
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    needs_input = true;
+                    break;
+                }
+                Err(error) => {
+                    Frame::error(format!("ERR {error}")).encode(session.protocol, &mut output);
+                    close = Some(Closed::Protocol(error.to_string()));
+                    break;
+                }
+            }
+        }
+        if let Some(ticket) = ticket {
+            if !shared.db.is_acknowledged(ticket) {
+                shared.db.acknowledge(ticket).await;
+            }
+        }
+        if !output.is_empty() {
+            if let Err(error) = socket.write_all(&output).await {
+                return Closed::Io(error);
+            }
+            output.clear();
+        }
+        if let Some(reason) = close {
+            return reason;
+        }
+        if session.client.is_killed() {
+            return Closed::Killed;
+        }
+        if input.len() > query_buffer_max {
+            return Closed::QueryBufferLimit;
+        }
+        if !needs_input {
+            continue; // the batch was cut by the reply-buffer bound: run the rest first
+        }
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        let idle_seconds = shared.runtime.timeout_seconds.load(Ordering::Relaxed);
+        let idle = async {
+            if idle_seconds == 0 || session.is_subscribed() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+        };
+        tokio::select! {
+            read = socket.read_buf(&mut input) => match read {
+                Ok(0) => return Closed::Peer,
+                Ok(_) => {}
+                Err(error) => return Closed::Io(error),
+            },
+            Some(message) = messages.recv() => {
+                encode_message(message, session.protocol, &mut output);
+                while let Ok(message) = messages.try_recv() {
+                    encode_message(message, session.protocol, &mut output);
+                    if output.len() > limits::REPLY_BUFFER_BYTES_SOFT_MAX {
+                        break;
+                    }
+                }
+            }
+            _ = session.client.kill_signal.notified() => return Closed::Killed,
+            _ = shutdown.wait_for(|stop| *stop) => return Closed::Shutdown,
+            _ = idle => return Closed::Idle,
+        }
+    }
+}
+
+fn encode_message(message: Frame, protocol: Protocol, output: &mut BytesMut) {
+    message.encode(protocol, output);
+}

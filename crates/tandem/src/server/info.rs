@@ -1,0 +1,247 @@
+//! `INFO`, `ROLE` and `CONFIG`: what the server tells about itself.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use tandem_resp::Frame;
+
+use super::Shared;
+use crate::cmd::args::{self, is};
+use crate::cmd::CommandError;
+use crate::store::glob;
+
+/// The Redis version tandem reports, for clients that gate features on it.
+pub const REDIS_VERSION: &str = "7.2.0";
+
+/// This node's role name as `ROLE` and `HELLO` report it.
+pub fn role_name(_shared: &Shared) -> String {
+    "master".to_string()
+}
+
+/// `ROLE` for a single node: `["master", offset, []]`.
+pub fn role(shared: &Shared) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk(Bytes::from(role_name(shared))),
+        Frame::Integer(shared.db.last_index().0 as i64),
+        Frame::Array(Vec::new()),
+    ])
+}
+
+/// Writes one INFO section's lines.
+type SectionWriter = fn(&Shared, &mut String);
+
+const DEFAULT_SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"];
+
+/// The text of `INFO [section …]`.
+pub fn render(shared: &Shared, sections: &[Bytes]) -> String {
+    let wanted: Vec<String> = sections.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let all = wanted.iter().any(|s| s == "all" || s == "everything");
+    let include = |name: &str| {
+        if wanted.is_empty() || wanted.iter().any(|s| s == "default") {
+            DEFAULT_SECTIONS.contains(&name)
+        } else {
+            all || wanted.iter().any(|s| s == name)
+        }
+    };
+    let mut text = String::new();
+    let writers: [(&str, SectionWriter); 8] = [
+        ("server", server),
+        ("clients", clients),
+        ("memory", memory),
+        ("persistence", persistence),
+        ("stats", stats),
+        ("replication", replication),
+        ("cpu", cpu),
+        ("keyspace", keyspace),
+    ];
+    for (name, write) in writers {
+        if include(name) {
+            if !text.is_empty() {
+                text.push_str("\r\n");
+            }
+            let mut title = name.to_string();
+            title[..1].make_ascii_uppercase();
+            let _ = write!(text, "# {title}\r\n");
+            write(shared, &mut text);
+        }
+    }
+    text
+}
+
+fn line(text: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = write!(text, "{key}:{value}\r\n");
+}
+
+fn server(shared: &Shared, text: &mut String) {
+    line(text, "redis_version", REDIS_VERSION);
+    line(text, "tandem_version", env!("CARGO_PKG_VERSION"));
+    line(text, "redis_mode", "standalone");
+    line(text, "os", std::env::consts::OS);
+    line(text, "arch_bits", usize::BITS);
+    line(text, "process_id", std::process::id());
+    line(text, "tcp_port", shared.local_addr.port());
+    line(text, "uptime_in_seconds", shared.started.elapsed().as_secs());
+    line(text, "uptime_in_days", shared.started.elapsed().as_secs() / 86_400);
+    line(text, "hz", shared.config.hz);
+    line(text, "executable", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+}
+
+fn clients(shared: &Shared, text: &mut String) {
+    let (channels, patterns) = shared.broker.counts();
+    line(text, "connected_clients", shared.clients.len());
+    line(text, "maxclients", shared.runtime.maxclients.load(Ordering::Relaxed));
+    line(text, "blocked_clients", 0);
+    line(text, "pubsub_channels", channels);
+    line(text, "pubsub_patterns", patterns);
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes}B"),
+        1024..1_048_576 => format!("{:.2}K", bytes as f64 / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.2}M", bytes as f64 / 1_048_576.0),
+        _ => format!("{:.2}G", bytes as f64 / 1_073_741_824.0),
+    }
+}
+
+fn memory(shared: &Shared, text: &mut String) {
+    let used = shared.used_memory_bytes.load(Ordering::Relaxed);
+    let peak = shared.used_memory_peak_bytes.load(Ordering::Relaxed);
+    let rss = crate::admin::memory::resident_bytes();
+    let maxmemory = shared.runtime.maxmemory_bytes.load(Ordering::Relaxed);
+    line(text, "used_memory", used);
+    line(text, "used_memory_human", human(used));
+    line(text, "used_memory_rss", rss);
+    line(text, "used_memory_rss_human", human(rss));
+    line(text, "used_memory_peak", peak);
+    line(text, "used_memory_peak_human", human(peak));
+    line(text, "maxmemory", maxmemory);
+    line(text, "maxmemory_human", human(maxmemory));
+    line(text, "maxmemory_policy", "noeviction");
+    line(text, "mem_allocator", "jemalloc");
+}
+
+fn persistence(shared: &Shared, text: &mut String) {
+    let progress = shared.db.progress();
+    line(text, "loading", 0);
+    line(text, "aof_enabled", 1);
+    line(text, "appendfsync", shared.db.fsync_policy());
+    line(text, "log_last_index", shared.db.last_index().0);
+    line(text, "log_written_index", progress.written().0);
+    line(text, "log_durable_index", progress.durable().0);
+    line(text, "log_bytes_appended", shared.db.log_bytes());
+    line(text, "changes_since_start", shared.db.changes());
+}
+
+fn stats(shared: &Shared, text: &mut String) {
+    line(text, "total_connections_received", shared.clients.accepted.load(Ordering::Relaxed));
+    line(text, "total_commands_processed", shared.metrics.commands_processed_value());
+    line(text, "rejected_connections", shared.clients.rejected.load(Ordering::Relaxed));
+    let (expired, _) = shared.metrics.expired_keys_value();
+    line(text, "expired_keys", expired);
+    line(text, "evicted_keys", 0);
+}
+
+fn replication(shared: &Shared, text: &mut String) {
+    line(text, "role", role_name(shared));
+    line(text, "connected_slaves", 0);
+    line(text, "master_repl_offset", shared.db.last_index().0);
+}
+
+fn cpu(_shared: &Shared, text: &mut String) {
+    let (user, system) = crate::admin::memory::cpu_seconds();
+    line(text, "used_cpu_sys", format!("{system:.6}"));
+    line(text, "used_cpu_user", format!("{user:.6}"));
+}
+
+fn keyspace(shared: &Shared, text: &mut String) {
+    let (keys, expiring) = shared.db.with_keyspace(|keyspace| (keyspace.len(), keyspace.expiring_len()));
+    if keys > 0 {
+        line(text, "db0", format!("keys={keys},expires={expiring},avg_ttl=0"));
+    }
+}
+
+/// The parameters `CONFIG GET` knows, with their current values.
+fn parameters(shared: &Shared) -> Vec<(&'static str, String)> {
+    let config = &shared.config;
+    vec![
+        ("bind", config.bind.to_string()),
+        ("port", shared.local_addr.port().to_string()),
+        ("dir", config.data_dir.display().to_string()),
+        ("appendonly", "yes".into()),
+        ("appendfsync", config.appendfsync.to_string()),
+        ("save", String::new()),
+        ("databases", "1".into()),
+        ("maxmemory", shared.runtime.maxmemory_bytes.load(Ordering::Relaxed).to_string()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("maxclients", shared.runtime.maxclients.load(Ordering::Relaxed).to_string()),
+        ("timeout", shared.runtime.timeout_seconds.load(Ordering::Relaxed).to_string()),
+        ("proto-max-bulk-len", config.proto_max_bulk_len.to_string()),
+        ("client-query-buffer-limit", config.client_query_buffer_limit.to_string()),
+        ("hz", config.hz.to_string()),
+        ("requirepass", config.requirepass.clone().unwrap_or_default()),
+        ("cluster-enabled", "no".into()),
+        ("replica-read-only", "yes".into()),
+    ]
+}
+
+/// `CONFIG GET pattern…`, `CONFIG SET name value…`, `CONFIG RESETSTAT`.
+pub fn config(shared: &Shared, args: &[Bytes]) -> Result<Frame, CommandError> {
+    let sub = &args[1];
+    if is(sub, "get") {
+        if args.len() < 3 {
+            return Err(CommandError::WrongArity("config|get".into()));
+        }
+        let pairs = parameters(shared)
+            .into_iter()
+            .filter(|(name, _)| {
+                args[2..].iter().any(|pattern| glob::matches(&pattern.to_ascii_lowercase(), name.as_bytes()))
+            })
+            .map(|(name, value)| (Frame::bulk(Bytes::from_static(name.as_bytes())), Frame::bulk(Bytes::from(value))))
+            .collect();
+        Ok(Frame::Map(pairs))
+    } else if is(sub, "set") {
+        if args.len() < 4 || !args.len().is_multiple_of(2) {
+            return Err(CommandError::WrongArity("config|set".into()));
+        }
+        for pair in args[2..].chunks_exact(2) {
+            config_set(shared, &pair[0], &pair[1])?;
+        }
+        Ok(Frame::ok())
+    } else if is(sub, "resetstat") {
+        Ok(Frame::ok())
+    } else {
+        Err(CommandError::err(format!(
+            "unknown subcommand '{}'. Try CONFIG HELP.",
+            crate::cmd::error::printable(sub, 64)
+        )))
+    }
+}
+
+fn config_set(shared: &Shared, name: &[u8], value: &[u8]) -> Result<(), CommandError> {
+    let text = String::from_utf8_lossy(value);
+    let invalid = |reason: &str| {
+        CommandError::err(format!(
+            "CONFIG SET failed (possibly related to argument '{}') - {reason}",
+            String::from_utf8_lossy(name)
+        ))
+    };
+    if is(name, "maxmemory") {
+        let bytes = crate::config::parse_size(&text).ok_or_else(|| invalid("argument must be a memory value"))?;
+        shared.runtime.maxmemory_bytes.store(bytes, Ordering::Relaxed);
+    } else if is(name, "maxclients") {
+        let count = args::parse_integer(value).filter(|n| *n >= 1).ok_or_else(|| invalid("argument must be >= 1"))?;
+        shared.runtime.maxclients.store(count as u64, Ordering::Relaxed);
+    } else if is(name, "timeout") {
+        let seconds = args::parse_integer(value).filter(|n| *n >= 0).ok_or_else(|| invalid("argument must be >= 0"))?;
+        shared.runtime.timeout_seconds.store(seconds as u64, Ordering::Relaxed);
+    } else {
+        return Err(CommandError::err(format!(
+            "Unknown option or number of arguments for CONFIG SET - '{}'",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    Ok(())
+}
