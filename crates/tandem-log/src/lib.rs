@@ -15,7 +15,7 @@
 //! * `cursor`      — reading frames from one segment; searching damage for intact frames
 //! * `scan`        — validating a whole directory; the torn-tail rule
 //! * `recovery`    — `recover` at startup
-//! * `maintenance` — `check`, `repair`, `remove_segments_before`
+//! * `maintenance` — `check`, `repair`, `remove_segments_before`, `remove_all_segments`
 //! * `reader`      — `read_from`: streaming records, also from a live log
 //! * `writer`      — `Log`: append, the writer thread, group commit, fatal errors
 //! * `progress`    — `Progress`: written/durable indexes and async waits
@@ -48,7 +48,9 @@ mod writer;
 mod writer_tests;
 
 pub use error::{Corruption, LogError};
-pub use maintenance::{check, remove_segments_before, repair, CheckReport, Problem, ProblemKind, RepairReport};
+pub use maintenance::{
+    check, remove_all_segments, remove_segments_before, repair, CheckReport, Problem, ProblemKind, RepairReport,
+};
 pub use progress::Progress;
 pub use reader::{read_from, LogReader};
 pub use recovery::{recover, Recovery};
@@ -57,4 +59,4 @@ pub use types::{
     RECORD_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_MAX, SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_BYTES_MAX_MAX,
     SEGMENT_BYTES_MAX_MIN,
 };
-pub use writer::{exit_on_fatal_error, FatalHandler, Log, PayloadWriter, WriterCounters};
+pub use writer::{exit_on_fatal_error, FatalHandler, Log, PayloadWriter, SyncObserver, WriterCounters};

@@ -1,10 +1,12 @@
 //! Operator tools and housekeeping: `check` (read-only), `repair` (keep the longest valid
-//! prefix), and `remove_segments_before` (truncation behind a checkpoint).
+//! prefix), `remove_segments_before` (truncation behind a checkpoint) and `remove_all_segments`
+//! (a checkpoint newer than the whole log replaces it).
 //!
 //! Invariants:
 //! * `check` never modifies the directory;
 //! * `repair` only ever removes a suffix of the log, so what remains is a valid prefix;
-//! * `remove_segments_before` only ever removes a prefix of closed segments, never the last.
+//! * `remove_segments_before` only ever removes a prefix of closed segments, never the last;
+//! * `remove_all_segments` runs only on a log no process has open (it takes the lock).
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -250,4 +252,22 @@ pub fn remove_segments_before(dir: &Path, index: LogIndex) -> Result<usize, LogE
         sync_directory(dir).map_err(|error| LogError::io("fsync directory", dir, error))?;
     }
     Ok(removed)
+}
+
+/// Deletes every segment of a log that no process has open, oldest first, and fsyncs the
+/// directory; returns how many were deleted.
+///
+/// For a caller that holds a checkpoint at or past the log's last record: the log adds
+/// nothing to it, and keeping it would make the next record's index collide with the
+/// checkpoint's. A crash part-way leaves a suffix of the log, which the same call removes.
+pub fn remove_all_segments(dir: &Path) -> Result<usize, LogError> {
+    let _lock = DirectoryLock::acquire(dir)?;
+    let segments = list_segments(dir)?;
+    for segment in &segments {
+        fs::remove_file(&segment.path).map_err(|error| LogError::io("remove", &segment.path, error))?;
+    }
+    if !segments.is_empty() {
+        sync_directory(dir).map_err(|error| LogError::io("fsync directory", dir, error))?;
+    }
+    Ok(segments.len())
 }

@@ -26,6 +26,21 @@ pub struct Recovery {
     pub segments: usize,
     /// The last segment as recovery left it, so `Log::open` can detect later changes.
     pub(crate) tail: Option<TailSegment>,
+    /// Where `Log::open` starts a log that has no segment yet (1 unless `start_empty_log_at`).
+    pub(crate) empty_log_first_index: u64,
+}
+
+impl Recovery {
+    /// Makes `Log::open` start this empty log at `first` instead of 1: a node restored from a
+    /// checkpoint at index `first - 1` continues the index sequence after it.
+    ///
+    /// Panics if the log has a segment (its name already fixes where the log continues) or
+    /// if `first` is 0; both are programmer errors.
+    pub fn start_empty_log_at(&mut self, first: LogIndex) {
+        assert!(self.segments == 0 && self.tail.is_none(), "start_empty_log_at on a log that has segments");
+        assert!(first.0 >= 1, "log indexes start at 1");
+        self.empty_log_first_index = first.0;
+    }
 }
 
 /// The segment the writer will append to, as recovery left it.
@@ -72,6 +87,7 @@ pub fn recover(dir: &Path, options: &LogOptions) -> Result<Recovery, LogError> {
         torn_tail_bytes_dropped,
         segments: scan.segments.len(),
         tail,
+        empty_log_first_index: 1,
     })
 }
 

@@ -48,6 +48,9 @@ pub fn exit_on_fatal_error(error: &LogError) {
     std::process::exit(1);
 }
 
+/// Called from the writer thread with the duration of every successful fdatasync (metrics).
+pub type SyncObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// Counts of the writer's work, for metrics and for tests of batching.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterCounters {
@@ -76,6 +79,8 @@ struct Shared {
     syncs: AtomicU64,
     bytes_written: AtomicU64,
     segments_created: AtomicU64,
+    /// Told the duration of each fdatasync; set by `observe_syncs`.
+    sync_observer: Mutex<Option<SyncObserver>>,
 }
 
 /// What the appenders have produced and the writer has not yet taken.
@@ -145,7 +150,7 @@ impl Log {
         let next_index = match (recovery.last_index, segments.last()) {
             (Some(last), _) => last.0 + 1,
             (None, Some(segment)) => segment.first_index,
-            (None, None) => 1,
+            (None, None) => recovery.empty_log_first_index,
         };
         let (segment, created) = match segments.last() {
             Some(segment) => (open_active_segment(segment)?, false),
@@ -165,6 +170,7 @@ impl Log {
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             segments_created: AtomicU64::new(u64::from(created)),
+            sync_observer: Mutex::new(None),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -258,6 +264,11 @@ impl Log {
     /// A handle on how far the writer has got, for the tasks that reply to clients.
     pub fn progress(&self) -> Progress {
         Progress::new(Arc::clone(&self.shared.progress), self.options.fsync)
+    }
+
+    /// Reports the duration of every later fdatasync to `observer` (e.g. a latency histogram).
+    pub fn observe_syncs(&self, observer: SyncObserver) {
+        *self.shared.sync_observer.lock() = Some(observer);
     }
 
     /// Counts of the writer's work so far.
@@ -530,9 +541,13 @@ impl Writer {
 
     /// Closes the current segment (fdatasync) and starts one whose first record is `first_index`.
     fn roll(&mut self, first_index: u64) -> Result<(), LogError> {
+        let started = Instant::now();
         self.files
             .sync_data(&self.segment.file)
             .map_err(|error| LogError::io("fdatasync", &self.segment.path, error))?;
+        if let Some(observer) = self.shared.sync_observer.lock().clone() {
+            observer(started.elapsed());
+        }
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
         // Everything before `first_index` is in the closed segment, written and synced.
         self.publish_written(first_index - 1);

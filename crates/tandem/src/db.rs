@@ -108,6 +108,7 @@ impl Database {
         tracing::info!(records = replayed, keys = keyspace.len(), "replayed the log");
         let fsync = options.fsync;
         let log = Log::open(dir, &options, &recovery)?;
+        log.observe_syncs(std::sync::Arc::new(crate::admin::metrics::record_fsync));
         let progress = log.progress();
         Ok(Database {
             locked: Mutex::new(Locked {

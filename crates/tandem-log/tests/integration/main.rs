@@ -8,4 +8,5 @@ mod corruption;
 mod group_commit;
 mod properties;
 mod roundtrip;
+mod start_index;
 mod torn_tail;

@@ -63,8 +63,16 @@ impl From<CommandError> for Frame {
 
 /// The `ERR unknown command` error, quoting the arguments like Redis does.
 pub fn unknown_command(name: &[u8], args: &[bytes::Bytes]) -> CommandError {
-    let quoted: Vec<String> = args.iter().take(16).map(|arg| format!("'{}'", printable(arg, 128))).collect();
-    CommandError::UnknownCommand { name: printable(name, 128), args: quoted.join(" ") }
+    // Like Redis: each argument quoted and followed by a space, until 128 characters.
+    let mut quoted = String::new();
+    for arg in args {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        quoted.push_str(&format!("'{}' ", printable(arg, room)));
+    }
+    CommandError::UnknownCommand { name: printable(name, 128), args: quoted }
 }
 
 /// Bytes as text for an error message: lossy, control characters replaced, cut to `max` chars.

@@ -25,7 +25,7 @@ pub mod table;
 
 pub use context::DataContext;
 pub use error::CommandError;
-pub use table::{lookup, CommandSpec, Flags, Handler, SessionCommand, COMMANDS};
+pub use table::{lookup, lookup_indexed, CommandSpec, Flags, Handler, SessionCommand, COMMANDS};
 
 use tandem_resp::Frame;
 

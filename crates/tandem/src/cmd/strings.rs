@@ -258,14 +258,18 @@ fn getrange(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let start = args::integer(&args[2])?;
     let end = args::integer(&args[3])?;
     let value = context.string(&args[1])?.unwrap_or_default();
-    // Redis: a negative start past the beginning is 0; start > end (both negative) is empty.
+    let length = value.len() as i64;
+    // Redis's getrangeCommand: negative indexes count from the end, then both
+    // clamp to the string (unlike LRANGE, an end before the start clamps to 0).
     if start < 0 && end < 0 && start > end {
         return Ok(Frame::Bulk(Bytes::new()));
     }
-    Ok(match args::normalize_range(start, end, value.len()) {
-        Some((from, to)) => Frame::Bulk(Bytes::copy_from_slice(&value[from..=to])),
-        None => Frame::Bulk(Bytes::new()),
-    })
+    let start = if start < 0 { (length + start).max(0) } else { start };
+    let end = if end < 0 { (length + end).max(0) } else { end.min(length - 1) };
+    if length == 0 || start > end {
+        return Ok(Frame::Bulk(Bytes::new()));
+    }
+    Ok(Frame::Bulk(Bytes::copy_from_slice(&value[start as usize..=end as usize])))
 }
 
 /// `SETRANGE key offset value`

@@ -232,11 +232,16 @@ pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
     all
 });
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
-    LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, spec)).collect());
+static BY_NAME: LazyLock<HashMap<&'static str, usize, foldhash::fast::RandomState>> =
+    LazyLock::new(|| COMMANDS.iter().enumerate().map(|(index, spec)| (spec.name, index)).collect());
 
 /// The spec of a command name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup_indexed(name).map(|(_, spec)| spec)
+}
+
+/// Like [`lookup`], with the command's position in [`COMMANDS`] (for per-command statistics).
+pub fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static CommandSpec)> {
     let mut lower = [0u8; 32];
     if name.len() > lower.len() {
         return None;
@@ -245,7 +250,8 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
         *slot = byte.to_ascii_lowercase();
     }
     let text = std::str::from_utf8(&lower[..name.len()]).ok()?;
-    BY_NAME.get(text).copied()
+    let index = *BY_NAME.get(text)?;
+    Some((index, &COMMANDS[index]))
 }
 
 #[cfg(test)]

@@ -104,8 +104,15 @@ async fn serve(
             }
         }
         if !output.is_empty() {
-            if let Err(error) = socket.write_all(&output).await {
-                return Closed::Io(error);
+            // A client that does not read must still be killable and must not hold up shutdown.
+            tokio::select! {
+                written = socket.write_all(&output) => {
+                    if let Err(error) = written {
+                        return Closed::Io(error);
+                    }
+                }
+                _ = session.client.kill_signal.notified() => return Closed::Killed,
+                _ = shutdown.wait_for(|stop| *stop) => return Closed::Shutdown,
             }
             output.clear();
         }

@@ -15,7 +15,7 @@ use super::pubsub::{Kind, Subscriber};
 use super::{info, Shared};
 use crate::cmd::args::is;
 use crate::cmd::error::unknown_command;
-use crate::cmd::{lookup, CommandError, CommandSpec, Flags, Handler, SessionCommand, COMMANDS};
+use crate::cmd::{lookup, lookup_indexed, CommandError, CommandSpec, Flags, Handler, SessionCommand, COMMANDS};
 use crate::db::Queued;
 use crate::limits;
 
@@ -85,12 +85,12 @@ impl Session {
     /// Runs one request and appends its reply (or replies) to `out`.
     pub fn handle(&mut self, shared: &Shared, args: Vec<Bytes>, out: &mut BytesMut) -> Flow {
         shared.metrics.commands_processed.increment(1);
-        let Some(spec) = lookup(&args[0]) else {
+        let Some((index, spec)) = lookup_indexed(&args[0]) else {
             self.refuse_in_multi();
             self.error(unknown_command(&args[0], &args[1..]), out);
             return Flow::default();
         };
-        self.note_command(spec);
+        self.note_command(index);
         if !spec.arity_ok(args.len()) {
             self.refuse_in_multi();
             self.error(CommandError::WrongArity(spec.name.to_string()), out);
@@ -127,8 +127,7 @@ impl Session {
         }
     }
 
-    fn note_command(&self, spec: &'static CommandSpec) {
-        let index = COMMANDS.iter().position(|candidate| std::ptr::eq(candidate, spec)).unwrap_or(usize::MAX);
+    fn note_command(&self, index: usize) {
         self.client.last_command.store(index, Ordering::Relaxed);
         self.client.last_command_ms.store(self.client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
@@ -440,9 +439,22 @@ impl Session {
         self.client.multi_plus_one.store(0, Ordering::Relaxed);
         let failed = std::mem::take(&mut self.multi_failed);
         let watched = std::mem::take(&mut self.watched);
+        let flow = self.run_transaction(shared, queued, &watched, failed, out);
+        // Only now: while a key is watched the keyspace tracks its version.
         for (key, _) in &watched {
             shared.db.unwatch(key);
         }
+        flow
+    }
+
+    fn run_transaction(
+        &mut self,
+        shared: &Shared,
+        queued: Vec<Queued>,
+        watched: &[(Bytes, u64)],
+        failed: bool,
+        out: &mut BytesMut,
+    ) -> Flow {
         if failed {
             let message = "EXECABORT Transaction discarded because of previous errors.";
             self.error(CommandError::Other(message.into()), out);
@@ -458,7 +470,7 @@ impl Session {
         // order — a PUBLISH in the block is seen after the data it announces.
         let data: Vec<&Queued> =
             queued.iter().filter(|command| matches!(command.spec.handler, Handler::Data(_))).collect();
-        let executed = shared.db.execute_transaction(&data, &watched);
+        let executed = shared.db.execute_transaction(&data, watched);
         let Frame::Array(data_replies) = executed.reply else {
             self.push(executed.reply, out);
             return Flow::default();

@@ -12,5 +12,5 @@ pub mod keyspace;
 pub mod value;
 
 pub use effect::Effect;
-pub use keyspace::{Keyspace, Snapshot};
+pub use keyspace::{Bucket, Cut, Keyspace, Snapshot};
 pub use value::{Entry, Value};

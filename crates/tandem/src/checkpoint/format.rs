@@ -1,0 +1,689 @@
+//! The checkpoint file format (spec: `docs/checkpoint-format.md`): a
+//! versioned header, bucket records in CRC32C-checked chunks, and a footer
+//! with counts and a whole-file CRC32C.
+//!
+//! Invariants:
+//! * a reader returns a bucket only from a chunk whose checksum matched, and
+//!   declares a file good only after the footer's counts and whole-file
+//!   checksum matched and nothing follows the footer;
+//! * every key read back lies in the bucket it is recorded under (asserted
+//!   as a check, not trusted), buckets come in ascending order, and no
+//!   aggregate is empty — so a restored keyspace keeps its own invariants.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::keyspace::{bucket_of, BUCKET_COUNT};
+use crate::store::value::{Blob, HashValue, ListValue, SetValue};
+use crate::store::{Bucket, Entry, Value};
+
+/// First bytes of every checkpoint file.
+pub const MAGIC: [u8; 8] = *b"TNDMCKPT";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// A chunk is closed once its payload reaches this size (a bucket is never split).
+pub const CHUNK_TARGET_BYTES: usize = 1024 * 1024;
+/// Largest header accepted when reading (it holds the applied vector and channel state).
+pub const HEADER_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// Largest chunk payload accepted when reading: one bucket may hold a few huge values.
+pub const CHUNK_BYTES_MAX: u32 = u32::MAX - 1;
+
+const CHUNK_TAG: u8 = b'C';
+const FOOTER_TAG: u8 = b'F';
+/// magic, version, reserved, header length.
+const PREFIX_BYTES: usize = 8 + 2 + 2 + 4;
+/// tag, chunk count, bucket count, key count, file checksum.
+const FOOTER_BYTES: usize = 1 + 8 + 8 + 8 + 4;
+
+/// Which level a checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// Every bucket.
+    Full,
+    /// The buckets changed since the base checkpoint, each whole.
+    Incremental,
+}
+
+impl Kind {
+    /// The word used in file names and replies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Full => "full",
+            Kind::Incremental => "incremental",
+        }
+    }
+}
+
+/// The messages recorded on one incoming replication channel during a
+/// cluster checkpoint (Chandy–Lamport channel state). Empty for local checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelState {
+    /// The node the channel comes from.
+    pub from_node: u32,
+    /// The encoded log records that arrived before that channel's marker.
+    pub records: Vec<Vec<u8>>,
+}
+
+/// The header of a checkpoint file (postcard-encoded after a fixed prefix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The checkpoint's id: unique and increasing within a data directory.
+    pub id: u64,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// The node that wrote it; another node's file is refused.
+    pub node: u32,
+    /// The epoch at the cut.
+    pub epoch: u64,
+    /// The state is exactly the effect of log records `1..=log_index`.
+    pub log_index: u64,
+    /// For an incremental: the checkpoint it applies on top of.
+    pub base_id: Option<u64>,
+    /// When the cut was taken, Unix milliseconds.
+    pub created_unix_ms: u64,
+    /// The writer's bucket count; buckets mean nothing under another count.
+    pub bucket_total: u32,
+    /// Keys in the whole state at the cut (after applying this file, for an incremental).
+    pub key_count: u64,
+    /// Per origin node, the last index applied (active-active); empty for now.
+    pub applied: Vec<(u32, u64)>,
+    /// Channel state of a cluster checkpoint; empty for now.
+    pub channels: Vec<ChannelState>,
+}
+
+/// Why a checkpoint file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// A system call failed.
+    #[error("checkpoint I/O failed: {operation} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes are not a complete, intact checkpoint.
+    #[error("checkpoint {} is corrupt or incomplete: {detail}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the byte offset where known.
+        detail: String,
+    },
+}
+
+impl FormatError {
+    pub(crate) fn io(operation: &'static str, path: &Path, source: io::Error) -> FormatError {
+        FormatError::Io { operation, path: path.to_path_buf(), source }
+    }
+
+    fn corrupt(path: &Path, detail: impl Into<String>) -> FormatError {
+        FormatError::Corrupt { path: path.to_path_buf(), detail: detail.into() }
+    }
+}
+
+/// Counts a finished file reports (and its footer holds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Chunks in the body.
+    pub chunks: u64,
+    /// Bucket records in the body.
+    pub buckets: u64,
+    /// Keys in the body.
+    pub keys: u64,
+    /// Bytes of the whole file.
+    pub bytes: u64,
+}
+
+/// Writes one checkpoint file body to an open file, chunk by chunk.
+pub struct FileWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    checksum: u32,
+    chunk: Vec<u8>,
+    chunk_buckets: u32,
+    totals: Totals,
+}
+
+impl FileWriter {
+    /// Starts a file: writes the prefix and the header.
+    pub fn start(file: File, path: &Path, header: &Header) -> Result<FileWriter, FormatError> {
+        let mut writer = FileWriter {
+            out: BufWriter::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024, file),
+            path: path.to_path_buf(),
+            checksum: 0,
+            chunk: Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024),
+            chunk_buckets: 0,
+            totals: Totals::default(),
+        };
+        let encoded = postcard::to_stdvec(header).expect("the header always serializes");
+        let mut prefix = Vec::with_capacity(PREFIX_BYTES + encoded.len());
+        prefix.extend_from_slice(&MAGIC);
+        prefix.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        prefix.extend_from_slice(&0u16.to_le_bytes());
+        prefix.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&encoded);
+        let header_checksum = crc32c::crc32c(&prefix);
+        writer.write(&prefix)?;
+        writer.write(&header_checksum.to_le_bytes())?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
+        self.checksum = crc32c::crc32c_append(self.checksum, bytes);
+        self.totals.bytes += bytes.len() as u64;
+        self.out.write_all(bytes).map_err(|error| FormatError::io("write", &self.path, error))
+    }
+
+    /// Adds one bucket record; closes the chunk when it is large enough.
+    pub fn bucket(&mut self, index: u32, bucket: &Bucket) -> Result<(), FormatError> {
+        encode_bucket(index, bucket, &mut self.chunk);
+        self.chunk_buckets += 1;
+        self.totals.buckets += 1;
+        self.totals.keys += bucket.len() as u64;
+        if self.chunk.len() >= CHUNK_TARGET_BYTES {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self) -> Result<(), FormatError> {
+        if self.chunk_buckets == 0 {
+            return Ok(());
+        }
+        assert!(self.chunk.len() <= CHUNK_BYTES_MAX as usize, "a bucket larger than a chunk may be");
+        let mut frame = [0u8; 13];
+        frame[0] = CHUNK_TAG;
+        frame[1..5].copy_from_slice(&(self.chunk.len() as u32).to_le_bytes());
+        frame[5..9].copy_from_slice(&self.chunk_buckets.to_le_bytes());
+        frame[9..13].copy_from_slice(&crc32c::crc32c(&self.chunk).to_le_bytes());
+        self.write(&frame)?;
+        let chunk = std::mem::take(&mut self.chunk);
+        let written = self.write(&chunk);
+        self.chunk = chunk;
+        self.chunk.clear();
+        self.chunk_buckets = 0;
+        self.totals.chunks += 1;
+        written
+    }
+
+    /// Writes the last chunk and the footer, and flushes; returns the file
+    /// (for the caller to fsync) and the totals.
+    pub fn finish(mut self) -> Result<(File, Totals), FormatError> {
+        self.flush_chunk()?;
+        let mut footer = Vec::with_capacity(FOOTER_BYTES);
+        footer.push(FOOTER_TAG);
+        footer.extend_from_slice(&self.totals.chunks.to_le_bytes());
+        footer.extend_from_slice(&self.totals.buckets.to_le_bytes());
+        footer.extend_from_slice(&self.totals.keys.to_le_bytes());
+        self.write(&footer)?;
+        let checksum = self.checksum;
+        self.write(&checksum.to_le_bytes())?;
+        let totals = self.totals;
+        let path = self.path.clone();
+        let file = self.out.into_inner().map_err(|error| FormatError::io("write", &path, error.into_error()))?;
+        Ok((file, totals))
+    }
+}
+
+/// A chunk read from a file, checksum verified, not yet decoded.
+pub struct RawChunk {
+    /// Bucket records in the payload.
+    pub bucket_count: u32,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Byte offset of the chunk in the file (for messages).
+    pub offset: u64,
+}
+
+/// Reads a checkpoint file: header first, then chunks, then the footer.
+pub struct FileReader {
+    input: BufReader<File>,
+    path: PathBuf,
+    checksum: u32,
+    offset: u64,
+    file_bytes: u64,
+    totals: Totals,
+    header: Header,
+    finished: bool,
+}
+
+impl FileReader {
+    /// Opens a file and reads and checks its header.
+    pub fn open(path: &Path) -> Result<FileReader, FormatError> {
+        let file = File::open(path).map_err(|error| FormatError::io("open", path, error))?;
+        let file_bytes = file.metadata().map_err(|error| FormatError::io("stat", path, error))?.len();
+        let mut input = BufReader::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024, file);
+        let mut prefix = [0u8; PREFIX_BYTES];
+        read_exact(&mut input, &mut prefix, path, 0, "header")?;
+        if prefix[..8] != MAGIC {
+            return Err(FormatError::corrupt(path, "not a tandem checkpoint (bad magic)"));
+        }
+        let version = u16::from_le_bytes([prefix[8], prefix[9]]);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::corrupt(
+                path,
+                format!("format version {version}, this build reads version {FORMAT_VERSION}"),
+            ));
+        }
+        let header_bytes = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes"));
+        if header_bytes > HEADER_BYTES_MAX || header_bytes as u64 + PREFIX_BYTES as u64 + 4 > file_bytes {
+            return Err(FormatError::corrupt(path, format!("impossible header length {header_bytes}")));
+        }
+        let mut encoded = vec![0u8; header_bytes as usize + 4];
+        read_exact(&mut input, &mut encoded, path, PREFIX_BYTES as u64, "header")?;
+        let (encoded, stored) = encoded.split_at(header_bytes as usize);
+        let mut checksum = crc32c::crc32c_append(crc32c::crc32c(&prefix), encoded);
+        if checksum != u32::from_le_bytes(stored.try_into().expect("4 bytes")) {
+            return Err(FormatError::corrupt(path, "header checksum mismatch"));
+        }
+        let header: Header = postcard::from_bytes(encoded)
+            .map_err(|error| FormatError::corrupt(path, format!("header does not decode: {error}")))?;
+        if header.bucket_total as usize != BUCKET_COUNT {
+            return Err(FormatError::corrupt(
+                path,
+                format!("written with {} buckets, this build has {BUCKET_COUNT}", header.bucket_total),
+            ));
+        }
+        checksum = crc32c::crc32c_append(checksum, stored);
+        let offset = (PREFIX_BYTES + encoded.len() + 4) as u64;
+        Ok(FileReader {
+            input,
+            path: path.to_path_buf(),
+            checksum,
+            offset,
+            file_bytes,
+            totals: Totals::default(),
+            header,
+            finished: false,
+        })
+    }
+
+    /// The file's header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The file's size in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// Bytes consumed so far (for progress).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next chunk, checksum verified; `None` after a verified footer.
+    pub fn next_chunk(&mut self) -> Result<Option<RawChunk>, FormatError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let offset = self.offset;
+        let mut tag = [0u8; 1];
+        self.read(&mut tag, "chunk or footer")?;
+        match tag[0] {
+            CHUNK_TAG => self.read_chunk(offset).map(Some),
+            FOOTER_TAG => {
+                self.read_footer(offset)?;
+                Ok(None)
+            }
+            other => Err(FormatError::corrupt(&self.path, format!("unknown frame tag {other:#04x} at byte {offset}"))),
+        }
+    }
+
+    fn read(&mut self, buffer: &mut [u8], what: &str) -> Result<(), FormatError> {
+        read_exact(&mut self.input, buffer, &self.path, self.offset, what)?;
+        self.checksum = crc32c::crc32c_append(self.checksum, buffer);
+        self.offset += buffer.len() as u64;
+        Ok(())
+    }
+
+    fn read_chunk(&mut self, offset: u64) -> Result<RawChunk, FormatError> {
+        let mut frame = [0u8; 12];
+        self.read(&mut frame, "chunk header")?;
+        let payload_bytes = u32::from_le_bytes(frame[0..4].try_into().expect("4 bytes"));
+        let bucket_count = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"));
+        let stored = u32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
+        if payload_bytes as u64 > self.file_bytes.saturating_sub(self.offset) || bucket_count as usize > BUCKET_COUNT {
+            return Err(FormatError::corrupt(
+                &self.path,
+                format!("chunk at byte {offset} claims {payload_bytes} bytes and {bucket_count} buckets"),
+            ));
+        }
+        let mut payload = vec![0u8; payload_bytes as usize];
+        self.read(&mut payload, "chunk")?;
+        if crc32c::crc32c(&payload) != stored {
+            return Err(FormatError::corrupt(&self.path, format!("chunk at byte {offset}: checksum mismatch")));
+        }
+        self.totals.chunks += 1;
+        self.totals.buckets += bucket_count as u64;
+        Ok(RawChunk { bucket_count, payload, offset })
+    }
+
+    fn read_footer(&mut self, offset: u64) -> Result<(), FormatError> {
+        let mut counts = [0u8; 24];
+        self.read(&mut counts, "footer")?;
+        let expected = self.checksum;
+        let mut stored = [0u8; 4];
+        read_exact(&mut self.input, &mut stored, &self.path, self.offset, "footer")?;
+        self.offset += 4;
+        let field = |at: usize| u64::from_le_bytes(counts[at..at + 8].try_into().expect("8 bytes"));
+        let (chunks, buckets, keys) = (field(0), field(8), field(16));
+        if u32::from_le_bytes(stored) != expected {
+            return Err(FormatError::corrupt(&self.path, "whole-file checksum mismatch"));
+        }
+        if chunks != self.totals.chunks || buckets != self.totals.buckets {
+            return Err(FormatError::corrupt(
+                &self.path,
+                format!(
+                    "footer at byte {offset} counts {chunks} chunks and {buckets} buckets, the file holds {} and {}",
+                    self.totals.chunks, self.totals.buckets
+                ),
+            ));
+        }
+        if self.offset != self.file_bytes {
+            return Err(FormatError::corrupt(
+                &self.path,
+                format!("{} bytes after the footer", self.file_bytes - self.offset),
+            ));
+        }
+        self.totals.keys = keys;
+        self.totals.bytes = self.file_bytes;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// The counts of a fully read file (valid once `next_chunk` returned `None`).
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn read_exact(input: &mut impl Read, buffer: &mut [u8], path: &Path, offset: u64, what: &str) -> Result<(), FormatError> {
+    input.read_exact(buffer).map_err(|error| match error.kind() {
+        io::ErrorKind::UnexpectedEof => FormatError::corrupt(path, format!("file ends inside the {what} at byte {offset}")),
+        _ => FormatError::io("read", path, error),
+    })
+}
+
+/// Decodes a verified chunk into its buckets.
+pub fn decode_chunk(path: &Path, chunk: &RawChunk) -> Result<Vec<(u32, Bucket)>, FormatError> {
+    let mut cursor = Cursor { bytes: &chunk.payload, at: 0 };
+    let mut buckets = Vec::with_capacity(chunk.bucket_count as usize);
+    for _ in 0..chunk.bucket_count {
+        let decoded = decode_bucket(&mut cursor).map_err(|detail| {
+            FormatError::corrupt(path, format!("chunk at byte {}: {detail} (payload byte {})", chunk.offset, cursor.at))
+        })?;
+        buckets.push(decoded);
+    }
+    if cursor.at != chunk.payload.len() {
+        return Err(FormatError::corrupt(path, format!("chunk at byte {}: bytes after its buckets", chunk.offset)));
+    }
+    Ok(buckets)
+}
+
+const TYPE_STRING: u8 = 0;
+const TYPE_LIST: u8 = 1;
+const TYPE_SET: u8 = 2;
+const TYPE_HASH: u8 = 3;
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends one bucket record: index, key count, then each key's entry.
+fn encode_bucket(index: u32, bucket: &Bucket, out: &mut Vec<u8>) {
+    put_varint(out, index as u64);
+    put_varint(out, bucket.len() as u64);
+    for (key, entry) in bucket.entries() {
+        put_bytes(out, key);
+        put_varint(out, entry.expire_at_ms);
+        match &entry.value {
+            Value::String(bytes) => {
+                out.push(TYPE_STRING);
+                put_bytes(out, bytes);
+            }
+            Value::List(list) => {
+                out.push(TYPE_LIST);
+                put_varint(out, list.len() as u64);
+                list.iter().for_each(|item| put_bytes(out, item));
+            }
+            Value::Set(set) => {
+                out.push(TYPE_SET);
+                put_varint(out, set.len() as u64);
+                set.iter().for_each(|member| put_bytes(out, member));
+            }
+            Value::Hash(hash) => {
+                out.push(TYPE_HASH);
+                put_varint(out, hash.len() as u64);
+                for (field, value) in hash.iter() {
+                    put_bytes(out, field);
+                    put_bytes(out, value);
+                }
+            }
+        }
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes.get(self.at).ok_or("record cut short")?;
+            self.at += 1;
+            value |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than 10 bytes")
+    }
+
+    /// A count of items that each take at least one byte, so it cannot exceed what is left.
+    fn count(&mut self) -> Result<usize, &'static str> {
+        let count = self.varint()?;
+        if count > (self.bytes.len() - self.at) as u64 {
+            return Err("count larger than the chunk");
+        }
+        Ok(count as usize)
+    }
+
+    fn blob(&mut self) -> Result<Blob, &'static str> {
+        let length = self.varint()?;
+        if length > (self.bytes.len() - self.at) as u64 {
+            return Err("length past the end of the chunk");
+        }
+        let start = self.at;
+        self.at += length as usize;
+        Ok(Box::from(&self.bytes[start..self.at]))
+    }
+
+    fn byte(&mut self) -> Result<u8, &'static str> {
+        let byte = *self.bytes.get(self.at).ok_or("record cut short")?;
+        self.at += 1;
+        Ok(byte)
+    }
+}
+
+fn decode_bucket(cursor: &mut Cursor<'_>) -> Result<(u32, Bucket), String> {
+    let index = cursor.varint()?;
+    if index >= BUCKET_COUNT as u64 {
+        return Err(format!("bucket index {index} out of range"));
+    }
+    let count = cursor.count()?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = cursor.blob()?;
+        if bucket_of(&key) != index as usize {
+            return Err(format!("a key of bucket {} is recorded in bucket {index}", bucket_of(&key)));
+        }
+        let expire_at_ms = cursor.varint()?;
+        let value = decode_value(cursor)?;
+        if value.is_empty_aggregate() {
+            return Err("an empty aggregate".to_string());
+        }
+        entries.push((key, Entry { value, expire_at_ms }));
+    }
+    let bucket = Bucket::from_entries(entries);
+    if bucket.len() != count {
+        return Err("a key recorded twice".to_string());
+    }
+    Ok((index as u32, bucket))
+}
+
+fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
+    Ok(match cursor.byte()? {
+        TYPE_STRING => Value::String(cursor.blob()?),
+        TYPE_LIST => {
+            let count = cursor.count()?;
+            let mut list = ListValue::with_capacity(count);
+            for _ in 0..count {
+                list.push_back(cursor.blob()?);
+            }
+            Value::List(list.into())
+        }
+        TYPE_SET => {
+            let count = cursor.count()?;
+            let mut set = SetValue::with_capacity_and_hasher(count, Default::default());
+            for _ in 0..count {
+                set.insert(cursor.blob()?);
+            }
+            Value::Set(set.into())
+        }
+        TYPE_HASH => {
+            let count = cursor.count()?;
+            let mut hash = HashValue::with_capacity_and_hasher(count, Default::default());
+            for _ in 0..count {
+                let field = cursor.blob()?;
+                hash.insert(field, cursor.blob()?);
+            }
+            Value::Hash(hash.into())
+        }
+        _ => return Err("unknown value type"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::effect::{Effect, Ttl};
+    use crate::store::Keyspace;
+    use bytes::Bytes;
+
+    fn sample() -> Keyspace {
+        let mut keyspace = Keyspace::new();
+        let b = |text: String| Bytes::from(text);
+        for index in 0..2_000u64 {
+            let key = b(format!("k{index}"));
+            let effect = match index % 4 {
+                0 => Effect::Set { key, value: b(format!("v{index}")), ttl: Ttl::At(10_000 + index) },
+                1 => Effect::ListPush { key, left: false, values: vec![b("a".into()), b("b".into())] },
+                2 => Effect::SetAdd { key, members: vec![b("x".into()), b(format!("m{index}"))] },
+                _ => Effect::HashSet { key, pairs: vec![(b("f".into()), b(format!("{index}")))] },
+            };
+            keyspace.apply(&effect);
+        }
+        keyspace
+    }
+
+    fn header(kind: Kind) -> Header {
+        Header {
+            id: 7,
+            kind,
+            node: 1,
+            epoch: 2,
+            log_index: 2_000,
+            base_id: None,
+            created_unix_ms: 1,
+            bucket_total: BUCKET_COUNT as u32,
+            key_count: 2_000,
+            applied: vec![(1, 2_000)],
+            channels: vec![ChannelState { from_node: 2, records: vec![vec![1, 2, 3]] }],
+        }
+    }
+
+    fn write(path: &Path, keyspace: &Keyspace) -> Totals {
+        let file = File::create(path).unwrap();
+        let mut writer = FileWriter::start(file, path, &header(Kind::Full)).unwrap();
+        for (index, bucket) in keyspace.snapshot().buckets().iter().enumerate() {
+            writer.bucket(index as u32, bucket).unwrap();
+        }
+        writer.finish().unwrap().1
+    }
+
+    fn read(path: &Path) -> Result<Keyspace, FormatError> {
+        let mut reader = FileReader::open(path)?;
+        assert_eq!(reader.header(), &header(Kind::Full));
+        let mut keyspace = Keyspace::new();
+        while let Some(chunk) = reader.next_chunk()? {
+            for (index, bucket) in decode_chunk(path, &chunk)? {
+                keyspace.replace_bucket(index as usize, bucket);
+            }
+        }
+        Ok(keyspace)
+    }
+
+    #[test]
+    fn a_file_reads_back_to_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let original = sample();
+        let totals = write(&path, &original);
+        assert_eq!(totals.keys, 2_000);
+        assert_eq!(totals.buckets, BUCKET_COUNT as u64);
+        assert_eq!(totals.bytes, std::fs::metadata(&path).unwrap().len());
+        let restored = read(&path).unwrap();
+        restored.check_counts();
+        assert_eq!(restored.digest(), original.digest());
+        assert_eq!(restored.expiring_len(), original.expiring_len());
+    }
+
+    #[test]
+    fn any_flipped_byte_or_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        write(&path, &sample());
+        let good = std::fs::read(&path).unwrap();
+        let step = (good.len() / 200).max(1);
+        for at in (0..good.len()).step_by(step).chain([good.len() - 1]) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(read(&path).is_err(), "flip at byte {at} not detected");
+        }
+        for length in (0..good.len()).step_by(step) {
+            std::fs::write(&path, &good[..length]).unwrap();
+            assert!(read(&path).is_err(), "truncation at {length} not detected");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(read(&path).is_err(), "trailing byte not detected");
+    }
+}
