@@ -68,13 +68,13 @@ pub(crate) fn sync_directory(dir: &Path) -> io::Result<()> {
 /// To ensure correctness an implementation must either complete the operation or return the
 /// error of the system call, and must never retry a failed fsync: after a failed fsync the
 /// kernel may have dropped the dirty pages, so a later successful fsync proves nothing.
-pub(crate) trait FileOperations: Send {
+pub(crate) trait FileOperations: Send + Sync {
     /// Writes all of `bytes` at the file's current position.
-    fn write_all(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()>;
+    fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()>;
     /// fdatasync: the file's data (and the size needed to read it) reaches stable storage.
-    fn sync_data(&mut self, file: &File) -> io::Result<()>;
+    fn sync_data(&self, file: &File) -> io::Result<()>;
     /// fsync of a directory: creations and renames in it reach stable storage.
-    fn sync_directory(&mut self, dir: &Path) -> io::Result<()>;
+    fn sync_directory(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// The real system calls.
@@ -82,15 +82,15 @@ pub(crate) trait FileOperations: Send {
 pub(crate) struct SystemFiles;
 
 impl FileOperations for SystemFiles {
-    fn write_all(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)
     }
 
-    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+    fn sync_data(&self, file: &File) -> io::Result<()> {
         file.sync_data()
     }
 
-    fn sync_directory(&mut self, dir: &Path) -> io::Result<()> {
+    fn sync_directory(&self, dir: &Path) -> io::Result<()> {
         sync_directory(dir)
     }
 }
@@ -99,7 +99,7 @@ impl FileOperations for SystemFiles {
 pub(crate) fn create_segment(
     dir: &Path,
     first_index: u64,
-    files: &mut dyn FileOperations,
+    files: &dyn FileOperations,
 ) -> Result<(File, PathBuf), LogError> {
     let path = dir.join(segment_file_name(first_index));
     let temporary = path.with_extension("log.tmp");

@@ -55,12 +55,22 @@ impl ProgressState {
         });
     }
 
+    /// The highest index handed to the OS.
+    pub(crate) fn written_index(&self) -> u64 {
+        *self.written.borrow()
+    }
+
+    /// The highest index on stable storage.
+    pub(crate) fn durable_index(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
     /// Records that the writer stopped on a fatal error.
     pub(crate) fn mark_failed(&self) {
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
     }
 }

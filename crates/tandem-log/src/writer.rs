@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,6 +81,10 @@ struct Shared {
     segments_created: AtomicU64,
     /// Told the duration of each fdatasync; set by `observe_syncs`.
     sync_observer: Mutex<Option<SyncObserver>>,
+    /// Appends do not wake the writer thread (see `Log::set_inline_writes`).
+    inline_writes: AtomicBool,
+    /// Called once on the first fatal error, from whichever thread met it.
+    on_fatal: FatalHandler,
 }
 
 /// What the appenders have produced and the writer has not yet taken.
@@ -98,7 +102,10 @@ struct Pending {
 /// The open log: appends records and runs the writer thread. See the module docs.
 pub struct Log {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<Result<(), LogError>>>,
+    /// The segment being written and what was written; shared by the writer thread and
+    /// `write_pending`. Lock order: `writer`, then `shared.pending`.
+    writer: Arc<Mutex<Writer>>,
+    thread: Option<JoinHandle<Result<(), LogError>>>,
     options: LogOptions,
     // Declared last so that it is released only after the writer thread has been joined.
     _lock: DirectoryLock,
@@ -141,7 +148,7 @@ impl Log {
         options: &LogOptions,
         recovery: &Recovery,
         on_fatal: FatalHandler,
-        mut files: Box<dyn FileOperations>,
+        files: Box<dyn FileOperations>,
     ) -> Result<Log, LogError> {
         options.validate()?;
         let lock = DirectoryLock::acquire(dir)?;
@@ -155,7 +162,7 @@ impl Log {
         let (segment, created) = match segments.last() {
             Some(segment) => (open_active_segment(segment)?, false),
             None => {
-                let (file, path) = create_segment(dir, next_index, files.as_mut())?;
+                let (file, path) = create_segment(dir, next_index, files.as_ref())?;
                 let bytes = SEGMENT_HEADER_BYTES as u64;
                 (ActiveSegment { file, path, bytes }, true)
             }
@@ -171,23 +178,57 @@ impl Log {
             bytes_written: AtomicU64::new(0),
             segments_created: AtomicU64::new(u64::from(created)),
             sync_observer: Mutex::new(None),
+            inline_writes: AtomicBool::new(false),
+            on_fatal,
         });
-        let writer = Writer {
+        let writer = Arc::new(Mutex::new(Writer {
             shared: Arc::clone(&shared),
             dir: dir.to_path_buf(),
             options: options.clone(),
-            files,
+            files: Arc::from(files),
             segment,
             batch: Vec::new(),
             written: next_index - 1,
             durable: next_index - 1,
-            last_sync: Instant::now(),
-        };
+        }));
+        let thread_writer = Arc::clone(&writer);
+        let thread_shared = Arc::clone(&shared);
+        let fsync = options.fsync;
         let handle = std::thread::Builder::new()
             .name("tandem-log-writer".to_owned())
-            .spawn(move || writer.run_until_stopped(on_fatal))
+            .spawn(move || run_until_stopped(&thread_writer, &thread_shared, fsync))
             .map_err(|error| LogError::io("spawn writer thread", dir, error))?;
-        Ok(Log { shared, writer: Some(handle), options: options.clone(), _lock: lock })
+        Ok(Log { shared, writer, thread: Some(handle), options: options.clone(), _lock: lock })
+    }
+
+    /// With `true`, appends no longer wake the writer thread: the caller writes pending
+    /// records itself with [`Log::write_pending`] before waiting for them (for `EverySecond`
+    /// and `Never`, where a write is a page-cache copy). Records nobody writes this way are
+    /// still written by the thread within a second. Ignored under `Always`, whose writer
+    /// thread writes and fsyncs each batch (group commit).
+    pub fn set_inline_writes(&self, inline: bool) {
+        let inline = inline && self.options.fsync != FsyncPolicy::Always;
+        self.shared.inline_writes.store(inline, Ordering::Relaxed);
+    }
+
+    /// Writes every pending record to the segment on the calling thread (no fsync) and
+    /// publishes `written`; returns the written index. Under `Always` this only nudges the
+    /// writer thread, which must also fsync. A failure is fatal, as on the writer thread.
+    pub fn write_pending(&self) -> LogIndex {
+        if self.options.fsync == FsyncPolicy::Always {
+            self.shared.wake.notify_one();
+            return self.progress().written();
+        }
+        let mut writer = self.writer.lock();
+        if self.shared.progress.failed() {
+            return LogIndex(writer.written);
+        }
+        if let Err(error) = writer.write_taken_batch() {
+            drop(writer);
+            fail(&self.shared, &error);
+            return self.progress().written();
+        }
+        LogIndex(writer.written)
     }
 
     /// Appends a record and returns its index; no I/O, never blocks on the disk.
@@ -237,7 +278,7 @@ impl Log {
         self.shared.pending_bytes.store(pending_bytes, Ordering::Relaxed);
         drop(pending);
         // The writer only waits when the buffer is empty, so only the first append wakes it.
-        if was_empty {
+        if was_empty && !self.shared.inline_writes.load(Ordering::Relaxed) {
             self.shared.wake.notify_one();
         }
         Ok(index)
@@ -291,7 +332,7 @@ impl Log {
     }
 
     fn stop_writer(&mut self) -> Result<(), LogError> {
-        let Some(handle) = self.writer.take() else {
+        let Some(handle) = self.thread.take() else {
             return Ok(());
         };
         self.shared.pending.lock().stop = true;
@@ -398,101 +439,166 @@ struct ActiveSegment {
     bytes: u64,
 }
 
-/// What the writer does next.
+/// What the writer thread does next.
 enum Step {
-    /// Write the batch just taken, whose last record has this index.
-    Batch(u64),
-    /// EverySecond policy: the interval passed with unsynced records.
+    /// Records are pending: write them (and fsync under `Always`).
+    Write,
+    /// `EverySecond`: the interval passed with unsynced records.
     Sync,
-    /// Shutdown was requested and nothing is pending.
+    /// Shutdown was requested: write what is pending, fsync, stop.
     Stop,
 }
 
-/// The writer thread's state.
+/// Runs the writer thread; on a fatal error or panic marks the log failed and calls the
+/// fatal handler (unless another thread already did).
+fn run_until_stopped(writer: &Mutex<Writer>, shared: &Shared, fsync: FsyncPolicy) -> Result<(), LogError> {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(writer, shared, fsync)));
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            fail(shared, &error);
+            Err(error)
+        }
+        Err(panic) => {
+            fail(shared, &LogError::WriterPanicked);
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn run(writer: &Mutex<Writer>, shared: &Shared, fsync: FsyncPolicy) -> Result<(), LogError> {
+    let mut timers = Timers { last_sync: Instant::now(), last_write: Instant::now() };
+    loop {
+        if shared.progress.failed() {
+            return Ok(()); // a `write_pending` caller met the error and reported it
+        }
+        match next_step(shared, fsync, &timers) {
+            Step::Write => {
+                let mut locked = writer.lock();
+                locked.write_taken_batch()?;
+                if fsync == FsyncPolicy::Always {
+                    locked.sync()?;
+                }
+                drop(locked);
+                timers.last_write = Instant::now();
+                if fsync == FsyncPolicy::EverySecond && timers.last_sync.elapsed() >= SYNC_INTERVAL {
+                    sync_in_background(writer)?;
+                    timers.last_sync = Instant::now();
+                }
+            }
+            Step::Sync => {
+                sync_in_background(writer)?;
+                timers.last_sync = Instant::now();
+            }
+            Step::Stop => {
+                let mut locked = writer.lock();
+                locked.write_taken_batch()?;
+                return locked.sync();
+            }
+        }
+    }
+}
+
+/// When the writer thread last wrote and last fsynced.
+struct Timers {
+    last_sync: Instant,
+    last_write: Instant,
+}
+
+/// Waits for work. Holds only the pending lock, never the writer's (lock order).
+fn next_step(shared: &Shared, fsync: FsyncPolicy, timers: &Timers) -> Step {
+    let mut pending = shared.pending.lock();
+    loop {
+        if pending.stop {
+            return Step::Stop;
+        }
+        let now = Instant::now();
+        let inline = shared.inline_writes.load(Ordering::Relaxed);
+        // Inline writers write their own records; the thread picks up leftovers once a second.
+        let write_deadline = if inline { timers.last_write + SYNC_INTERVAL } else { now };
+        if !pending.buffer.is_empty() && now >= write_deadline {
+            return Step::Write;
+        }
+        let unsynced = shared.progress.durable_index() < shared.progress.written_index();
+        let sync_deadline = timers.last_sync + SYNC_INTERVAL;
+        if fsync == FsyncPolicy::EverySecond && unsynced && now >= sync_deadline {
+            return Step::Sync;
+        }
+        let mut deadline = now + SYNC_INTERVAL;
+        if !pending.buffer.is_empty() {
+            deadline = deadline.min(write_deadline);
+        }
+        if fsync == FsyncPolicy::EverySecond && unsynced {
+            deadline = deadline.min(sync_deadline);
+        }
+        shared.wake.wait_for(&mut pending, deadline.saturating_duration_since(now).max(Duration::from_millis(1)));
+    }
+}
+
+/// `EverySecond`'s fsync, done on a duplicate of the segment's file handle without holding
+/// the writer lock, so inline writers are never held up by the disk.
+fn sync_in_background(writer: &Mutex<Writer>) -> Result<(), LogError> {
+    let (file, path, upto, files, shared) = {
+        let writer = writer.lock();
+        if writer.durable == writer.written {
+            return Ok(());
+        }
+        let file = writer.segment.file.try_clone().map_err(|error| LogError::io("dup", &writer.segment.path, error))?;
+        (file, writer.segment.path.clone(), writer.written, Arc::clone(&writer.files), Arc::clone(&writer.shared))
+    };
+    let started = Instant::now();
+    files.sync_data(&file).map_err(|error| LogError::io("fdatasync", &path, error))?;
+    if let Some(observer) = shared.sync_observer.lock().clone() {
+        observer(started.elapsed());
+    }
+    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    let mut writer = writer.lock();
+    // A roll in the meantime fsynced the old segment itself and may have moved durable on.
+    if upto > writer.durable {
+        writer.durable = upto;
+        shared.progress.publish_durable(upto);
+    }
+    Ok(())
+}
+
+/// Marks the log failed and calls the fatal handler, once.
+fn fail(shared: &Shared, error: &LogError) {
+    if shared.progress.failed() {
+        return;
+    }
+    mark_failed(shared);
+    (shared.on_fatal)(error);
+}
+
+/// The segment file and what has been written to it.
 struct Writer {
     shared: Arc<Shared>,
     dir: PathBuf,
     options: LogOptions,
-    files: Box<dyn FileOperations>,
+    files: Arc<dyn FileOperations>,
     segment: ActiveSegment,
     /// The batch being written; swapped with the pending buffer to avoid reallocating.
     batch: Vec<u8>,
     written: u64,
     durable: u64,
-    last_sync: Instant,
 }
 
 impl Writer {
-    /// Runs the writer; on a fatal error or panic marks the log failed and calls `on_fatal`.
-    fn run_until_stopped(mut self, on_fatal: FatalHandler) -> Result<(), LogError> {
-        let shared = Arc::clone(&self.shared);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
-        let error = match outcome {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error,
-            Err(panic) => {
-                mark_failed(&shared);
-                on_fatal(&LogError::WriterPanicked);
-                std::panic::resume_unwind(panic);
+    /// Takes the pending buffer (under the pending lock, while this writer lock is held, so
+    /// batches reach the file in index order) and writes it; publishes `written`.
+    fn write_taken_batch(&mut self) -> Result<(), LogError> {
+        let last_index = {
+            let mut pending = self.shared.pending.lock();
+            if pending.buffer.is_empty() {
+                return Ok(());
             }
+            std::mem::swap(&mut pending.buffer, &mut self.batch);
+            self.shared.pending_bytes.store(0, Ordering::Relaxed);
+            pending.next_index - 1
         };
-        mark_failed(&shared);
-        on_fatal(&error);
-        Err(error)
-    }
-
-    fn run(&mut self) -> Result<(), LogError> {
-        loop {
-            match self.next_step() {
-                Step::Batch(last_index) => {
-                    self.write_batch()?;
-                    self.publish_written(last_index);
-                    let sync_now = match self.options.fsync {
-                        FsyncPolicy::Always => true,
-                        FsyncPolicy::EverySecond => self.sync_due(Instant::now()),
-                        FsyncPolicy::Never => false,
-                    };
-                    if sync_now {
-                        self.sync()?;
-                    }
-                }
-                Step::Sync => self.sync()?,
-                Step::Stop => return self.sync(),
-            }
-        }
-    }
-
-    /// Waits for work and takes the pending buffer as the next batch.
-    fn next_step(&mut self) -> Step {
-        let mut pending = self.shared.pending.lock();
-        loop {
-            if !pending.buffer.is_empty() {
-                std::mem::swap(&mut pending.buffer, &mut self.batch);
-                self.shared.pending_bytes.store(0, Ordering::Relaxed);
-                return Step::Batch(pending.next_index - 1);
-            }
-            if pending.stop {
-                return Step::Stop;
-            }
-            let now = Instant::now();
-            if self.sync_due(now) {
-                return Step::Sync;
-            }
-            let timeout = match self.options.fsync {
-                FsyncPolicy::EverySecond if self.durable < self.written => {
-                    (self.last_sync + SYNC_INTERVAL).saturating_duration_since(now)
-                }
-                _ => SYNC_INTERVAL,
-            };
-            self.shared.wake.wait_for(&mut pending, timeout);
-        }
-    }
-
-    /// True if the EverySecond policy owes an fsync at `now`.
-    fn sync_due(&self, now: Instant) -> bool {
-        self.options.fsync == FsyncPolicy::EverySecond
-            && self.durable < self.written
-            && now.duration_since(self.last_sync) >= SYNC_INTERVAL
+        self.write_batch()?;
+        self.publish_written(last_index);
+        Ok(())
     }
 
     /// Writes the batch, rolling to new segments so that no record is split.
@@ -553,7 +659,7 @@ impl Writer {
         self.publish_written(first_index - 1);
         self.durable = first_index - 1;
         self.shared.progress.publish_durable(self.durable);
-        let (file, path) = create_segment(&self.dir, first_index, self.files.as_mut())?;
+        let (file, path) = create_segment(&self.dir, first_index, self.files.as_ref())?;
         self.segment = ActiveSegment { file, path, bytes: SEGMENT_HEADER_BYTES as u64 };
         self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -566,7 +672,6 @@ impl Writer {
 
     /// fdatasyncs the current segment if it holds unsynced records, and publishes durable.
     fn sync(&mut self) -> Result<(), LogError> {
-        self.last_sync = Instant::now();
         if self.durable == self.written {
             return Ok(());
         }

@@ -29,14 +29,14 @@ impl FaultyFiles {
 }
 
 impl FileOperations for FaultyFiles {
-    fn write_all(&mut self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    fn write_all(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         SystemFiles.write_all(file, bytes)
     }
 
-    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+    fn sync_data(&self, file: &File) -> io::Result<()> {
         let allowed = self.syncs_allowed.load(Ordering::SeqCst);
         if allowed == 0 {
             return Err(io::Error::from_raw_os_error(libc::EIO));
@@ -46,7 +46,7 @@ impl FileOperations for FaultyFiles {
         SystemFiles.sync_data(file)
     }
 
-    fn sync_directory(&mut self, dir: &Path) -> io::Result<()> {
+    fn sync_directory(&self, dir: &Path) -> io::Result<()> {
         SystemFiles.sync_directory(dir)
     }
 }

@@ -42,6 +42,42 @@ pub struct Config {
     pub timeout_seconds: u64,
     /// This node's id, stamped on every log record.
     pub node_id: u32,
+    /// When checkpoints are taken and how many are kept.
+    pub checkpoint: CheckpointConfig,
+    /// Threads serving clients: 1 runs every connection on one thread, as
+    /// Redis does (no lock contention, no cross-thread wake-ups).
+    pub worker_threads: usize,
+}
+
+/// The TOML file's shape: every field optional, unknown fields refused.
+/// The checkpoint schedule and retention (`checkpoint_*` fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// Least seconds between full checkpoints; 0 = no automatic full ones.
+    pub full_seconds: u64,
+    /// Least log records since the last full checkpoint for one to be due.
+    pub full_changes: u64,
+    /// Least seconds between incremental checkpoints; 0 = none automatic.
+    pub incremental_seconds: u64,
+    /// Least log records since the last checkpoint for an incremental.
+    pub incremental_changes: u64,
+    /// Full checkpoints kept, each with its incrementals.
+    pub retain_full: u32,
+    /// Most incrementals on one full checkpoint before a full one is taken instead.
+    pub chain_max: u32,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            full_seconds: limits::CHECKPOINT_FULL_SECONDS_DEFAULT,
+            full_changes: 1,
+            incremental_seconds: limits::CHECKPOINT_INCREMENTAL_SECONDS_DEFAULT,
+            incremental_changes: 1_000,
+            retain_full: 2,
+            chain_max: limits::CHECKPOINT_CHAIN_DEFAULT,
+        }
+    }
 }
 
 /// The TOML file's shape: every field optional, unknown fields refused.
@@ -63,6 +99,13 @@ pub struct FileConfig {
     pub hz: Option<u32>,
     pub timeout: Option<u64>,
     pub node_id: Option<u32>,
+    pub checkpoint_full_seconds: Option<u64>,
+    pub checkpoint_full_changes: Option<u64>,
+    pub checkpoint_incremental_seconds: Option<u64>,
+    pub checkpoint_incremental_changes: Option<u64>,
+    pub checkpoint_retain_full: Option<u32>,
+    pub checkpoint_chain_max: Option<u32>,
+    pub worker_threads: Option<usize>,
 }
 
 /// A configuration error; the text names the field.
@@ -136,6 +179,18 @@ impl FileConfig {
             hz: self.hz.unwrap_or(limits::EXPIRY_HZ_DEFAULT),
             timeout_seconds: self.timeout.unwrap_or(0),
             node_id: self.node_id.unwrap_or(1),
+            checkpoint: {
+                let defaults = CheckpointConfig::default();
+                CheckpointConfig {
+                    full_seconds: self.checkpoint_full_seconds.unwrap_or(defaults.full_seconds),
+                    full_changes: self.checkpoint_full_changes.unwrap_or(defaults.full_changes),
+                    incremental_seconds: self.checkpoint_incremental_seconds.unwrap_or(defaults.incremental_seconds),
+                    incremental_changes: self.checkpoint_incremental_changes.unwrap_or(defaults.incremental_changes),
+                    retain_full: self.checkpoint_retain_full.unwrap_or(defaults.retain_full),
+                    chain_max: self.checkpoint_chain_max.unwrap_or(defaults.chain_max),
+                }
+            },
+            worker_threads: self.worker_threads.unwrap_or(1),
         };
         config.check()?;
         Ok(config)
@@ -166,8 +221,20 @@ impl Config {
         if self.log_segment_bytes < 64 * 1024 {
             return Err(invalid("log_segment_size", "must be at least 64kb"));
         }
+        if !(1..=64).contains(&self.worker_threads) {
+            return Err(invalid("worker_threads", "must be between 1 and 64"));
+        }
         if !(1..=500).contains(&self.hz) {
             return Err(invalid("hz", "must be between 1 and 500"));
+        }
+        if self.checkpoint.retain_full == 0 {
+            return Err(invalid("checkpoint_retain_full", "must be at least 1"));
+        }
+        if self.checkpoint.chain_max > limits::CHECKPOINT_CHAIN_MAX {
+            return Err(invalid(
+                "checkpoint_chain_max",
+                format!("must be at most {}: a longer chain makes restores slow", limits::CHECKPOINT_CHAIN_MAX),
+            ));
         }
         if self.admin_port.is_some() && self.admin_port == Some(self.port) && self.port != 0 {
             return Err(invalid("admin_port", "must differ from port"));
@@ -182,6 +249,25 @@ impl Config {
             array_len_max: self.proto_max_array_len as usize,
             depth_max: limits::FRAME_DEPTH_MAX,
             inline_bytes_max: limits::INLINE_BYTES_MAX,
+        }
+    }
+
+    /// The checkpointer's settings this configuration implies.
+    pub fn checkpoint_settings(&self) -> crate::checkpoint::Settings {
+        let checkpoint = &self.checkpoint;
+        crate::checkpoint::Settings {
+            schedule: crate::checkpoint::policy::Schedule {
+                full_interval_ms: checkpoint.full_seconds.saturating_mul(1000),
+                full_changes_min: checkpoint.full_changes,
+                incremental_interval_ms: checkpoint.incremental_seconds.saturating_mul(1000),
+                incremental_changes_min: checkpoint.incremental_changes,
+                chain_incrementals_max: checkpoint.chain_max,
+                retry_after_failure_ms: limits::CHECKPOINT_RETRY_AFTER_FAILURE_MS,
+            },
+            retain_full: checkpoint.retain_full,
+            node: self.node_id,
+            dir: crate::checkpoint::file::directory(&self.data_dir),
+            log_dir: crate::db::log_dir(&self.data_dir),
         }
     }
 

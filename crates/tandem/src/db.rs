@@ -23,7 +23,7 @@ use tandem_resp::Frame;
 
 use crate::cmd::{CommandError, CommandSpec, DataContext, Handler};
 use crate::limits;
-use crate::store::{effect, Effect, Keyspace};
+use crate::store::{effect, Cut, Effect, Keyspace};
 
 /// What a command execution hands back: the reply, and the log index that
 /// must be acknowledged before the reply may be sent.
@@ -63,6 +63,10 @@ pub struct Database {
     changes: AtomicU64,
     /// Bytes of payload appended to the log since start.
     log_bytes: AtomicU64,
+    /// The checkpoint chain restored at open, for the checkpointer.
+    restored: crate::checkpoint::Restored,
+    /// Asks the flusher task to write pending records (everysec / no).
+    flush_wanted: tokio::sync::Notify,
 }
 
 /// Where a data directory keeps its log.
@@ -86,17 +90,27 @@ pub enum OpenError {
         "log record {index} does not decode as effects ({reason}); the log was written by another program or version"
     )]
     BadPayload { index: LogIndex, reason: String },
+    /// The checkpoints and the log do not make a state to start from.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::RestoreError),
 }
 
 impl Database {
-    /// Recovers the log of `data_dir`, replays it into a fresh keyspace, and
-    /// opens the log for appending.
+    /// Loads the newest checkpoint chain of `data_dir` that verifies,
+    /// recovers the log, replays its records after the checkpoint, and opens
+    /// the log for appending right after them.
     pub fn open(data_dir: &Path, options: LogOptions, node: NodeId) -> Result<Database, OpenError> {
         let dir = &log_dir(data_dir);
-        let recovery = tandem_log::recover(dir, &options)?;
+        let fsync = options.fsync;
         let mut keyspace = Keyspace::new();
+        let checkpoints = crate::checkpoint::file::directory(data_dir);
+        let loaded = crate::checkpoint::restore::load_newest(&checkpoints, node.0, &mut keyspace, &mut |_| {})
+            .map_err(crate::checkpoint::RestoreError::from)?;
+        let base_generation = keyspace.advance_generation();
+        let recovery =
+            crate::checkpoint::restore::recover_log_after(dir, &options, loaded.log_index(), &loaded.skipped)?;
         let mut replayed = 0u64;
-        for record in tandem_log::read_from(dir, LogIndex(1), &options)? {
+        for record in tandem_log::read_from(dir, LogIndex(loaded.log_index() + 1), &options)? {
             let record = record?;
             let effects = effect::decode(&record.payload)
                 .map_err(|error| OpenError::BadPayload { index: record.index, reason: error.to_string() })?;
@@ -105,10 +119,17 @@ impl Database {
             }
             replayed += 1;
         }
-        tracing::info!(records = replayed, keys = keyspace.len(), "replayed the log");
-        let fsync = options.fsync;
+        tracing::info!(
+            checkpoint = loaded.chain.last().map_or(0, |tip| tip.id),
+            checkpoint_index = loaded.log_index(),
+            records = replayed,
+            keys = keyspace.len(),
+            "restored the checkpoint and replayed the log after it"
+        );
+        let restored = crate::checkpoint::Restored { loaded, base_generation, replayed };
         let log = Log::open(dir, &options, &recovery)?;
         log.observe_syncs(std::sync::Arc::new(crate::admin::metrics::record_fsync));
+        log.set_inline_writes(fsync != FsyncPolicy::Always);
         let progress = log.progress();
         Ok(Database {
             locked: Mutex::new(Locked {
@@ -124,6 +145,8 @@ impl Database {
             epoch: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
+            restored,
+            flush_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -137,7 +160,7 @@ impl Database {
         let mut locked = self.locked.lock();
         let now_ms = unix_ms();
         let reply = run(&mut locked, spec, args, now_ms).unwrap_or_else(Frame::from);
-        let ticket = self.commit(&mut locked);
+        let ticket = self.commit(&mut locked, now_ms);
         Executed { reply, ticket }
     }
 
@@ -157,12 +180,12 @@ impl Database {
             .iter()
             .map(|command| run(&mut locked, command.spec, &command.args, now_ms).unwrap_or_else(Frame::from))
             .collect();
-        let ticket = self.commit(&mut locked);
+        let ticket = self.commit(&mut locked, now_ms);
         Executed { reply: Frame::Array(replies), ticket }
     }
 
     /// Appends the collected effects, if any, as one record; returns the ticket.
-    fn commit(&self, locked: &mut Locked) -> LogIndex {
+    fn commit(&self, locked: &mut Locked, now_ms: u64) -> LogIndex {
         if locked.effects.is_empty() {
             return self.log.last_index();
         }
@@ -170,7 +193,7 @@ impl Database {
         payload.clear();
         effect::encode(effects, payload);
         let epoch = Epoch(self.epoch.load(Ordering::Relaxed));
-        let index = self.log.append(epoch, unix_ms(), self.node, payload);
+        let index = self.log.append(epoch, now_ms, self.node, payload);
         self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
         self.log_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         effects.clear();
@@ -181,7 +204,23 @@ impl Database {
     pub async fn acknowledge(&self, ticket: LogIndex) {
         match self.fsync {
             FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
-            _ => self.progress.wait_written(ticket).await,
+            _ => {
+                self.flush_wanted.notify_one();
+                self.progress.wait_written(ticket).await
+            }
+        }
+    }
+
+    /// Writes pending log records whenever a reply waits for them (everysec / no).
+    ///
+    /// Why a task: every connection that ran commands in this turn of the event loop asks
+    /// for a flush, and the task runs after them, so one `write` covers all of them — the
+    /// way Redis writes its AOF buffer once before replying. Under `always` the log's
+    /// writer thread writes and fsyncs instead.
+    pub async fn run_flusher(&self) {
+        loop {
+            self.flush_wanted.notified().await;
+            self.log.write_pending();
         }
     }
 
@@ -214,13 +253,37 @@ impl Database {
             locked.keyspace.apply(&effect);
             locked.effects.push(effect);
         }
-        self.commit(&mut locked);
+        self.commit(&mut locked, now_ms);
         expired.len()
     }
 
     /// Runs `read` on the keyspace under the lock (INFO, digests, tests).
     pub fn with_keyspace<T>(&self, read: impl FnOnce(&Keyspace) -> T) -> T {
         read(&self.locked.lock().keyspace)
+    }
+
+    /// A checkpoint's cut, taken under the keyspace lock: the state exactly
+    /// as of the returned log index (effects are applied and appended under
+    /// this lock, and an `EXEC` holds it throughout, so never half of one).
+    /// Also returns how long the lock was held — the stall clients can see.
+    pub fn checkpoint_cut(&self, changed_since: Option<u64>) -> (Cut, LogIndex, Duration) {
+        let mut locked = self.locked.lock();
+        let held = std::time::Instant::now();
+        let cut = locked.keyspace.cut(changed_since);
+        let index = self.log.last_index();
+        let stall = held.elapsed();
+        drop(locked);
+        (cut, index, stall)
+    }
+
+    /// What was restored from checkpoints at open.
+    pub fn restored(&self) -> &crate::checkpoint::Restored {
+        &self.restored
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// The last log index assigned.

@@ -10,6 +10,8 @@
 //!   effects, and `Keyspace::apply`, the one path that changes state.
 //! * `tandem_log` (crate) — CRC-framed effect records in segment files,
 //!   group commit, replay, check and repair.
+//! * [`checkpoint`] — policy, cut, file format, restore: the keyspace saved
+//!   at several intervals so a restart loads it plus the log tail.
 //!
 //! # The write path
 //! client ─RESP→ `server` → `cmd::lookup` → handler under the keyspace lock
@@ -18,6 +20,7 @@
 //! durable as `appendfsync` promises.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod client;
 pub mod cmd;
 pub mod config;

@@ -44,7 +44,20 @@ pub const CLIENT_NAME_BYTES_MAX: usize = 4096;
 /// Largest offset `SETRANGE`/`APPEND` may grow a string to (Redis: 512 MiB).
 pub const STRING_BYTES_MAX: u64 = 512 * 1024 * 1024;
 
+/// Seconds between automatic full checkpoints, default (Redis's first `save` point).
+pub const CHECKPOINT_FULL_SECONDS_DEFAULT: u64 = 3600;
+/// Seconds between automatic incremental checkpoints, default.
+pub const CHECKPOINT_INCREMENTAL_SECONDS_DEFAULT: u64 = 60;
+/// Incrementals on one full checkpoint before the next one is full, default.
+pub const CHECKPOINT_CHAIN_DEFAULT: u32 = 64;
+/// Ceiling for `checkpoint_chain_max`: every file of a chain is read at restore.
+pub const CHECKPOINT_CHAIN_MAX: u32 = 1024;
+/// Pause after a failed automatic checkpoint (Redis waits 5 s after a failed BGSAVE).
+pub const CHECKPOINT_RETRY_AFTER_FAILURE_MS: u64 = 5_000;
+
 const _: () = assert!(BULK_BYTES_MAX_DEFAULT <= BULK_BYTES_MAX_CEILING);
+const _: () = assert!(CHECKPOINT_CHAIN_DEFAULT <= CHECKPOINT_CHAIN_MAX);
+const _: () = assert!(CHECKPOINT_INCREMENTAL_SECONDS_DEFAULT <= CHECKPOINT_FULL_SECONDS_DEFAULT);
 const _: () = assert!(BULK_BYTES_MAX_CEILING <= WRITE_ARGUMENTS_BYTES_MAX);
 const _: () = assert!(WRITE_ARGUMENTS_BYTES_MAX < LOG_RECORD_BYTES_MAX as u64);
 const _: () = assert!(QUERY_BUFFER_BYTES_MAX_DEFAULT > BULK_BYTES_MAX_DEFAULT);

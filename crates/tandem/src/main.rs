@@ -1,4 +1,4 @@
-//! The `tandem` command: `server`, `log check`, `demo`.
+//! The `tandem` command: `server`, `log check`, `checkpoint …`, `demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,9 @@ enum Command {
     /// Inspect or repair the log of a data directory.
     #[command(subcommand)]
     Log(LogCommand),
+    /// List, inspect, verify or restore the checkpoints of a data directory.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Run the demonstration: a node under write load, killed with SIGKILL,
     /// restarted, and every acknowledged write checked.
     Demo(tandem::demo::DemoArgs),
@@ -59,6 +62,9 @@ struct ServerArgs {
     /// Admin HTTP port for /metrics (default port+10000; 0 disables).
     #[arg(long)]
     admin_port: Option<u16>,
+    /// Threads serving clients (default 1, like Redis's single event loop).
+    #[arg(long)]
+    worker_threads: Option<usize>,
     /// Log filter, e.g. info, debug, tandem=debug (default info; RUST_LOG also works).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -74,6 +80,43 @@ enum LogCommand {
         /// Truncate at the first bad record, dropping it and everything after.
         #[arg(long)]
         repair: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// One line per checkpoint file, from its header.
+    List {
+        /// Data directory whose checkpoints/ to list.
+        #[arg(long, default_value = "tandem-data")]
+        data_dir: PathBuf,
+    },
+    /// Print a checkpoint's header and verify its every byte.
+    Inspect {
+        /// The checkpoint id.
+        id: u64,
+        /// Data directory holding it.
+        #[arg(long, default_value = "tandem-data")]
+        data_dir: PathBuf,
+    },
+    /// Verify every byte of one checkpoint, or of all; exits 1 if any is bad.
+    Verify {
+        /// The checkpoint id (all when omitted).
+        id: Option<u64>,
+        /// Data directory holding them.
+        #[arg(long, default_value = "tandem-data")]
+        data_dir: PathBuf,
+    },
+    /// Copy checkpoint ID and its chain into an empty data directory (node stopped), verified.
+    Restore {
+        /// The checkpoint id.
+        id: u64,
+        /// The empty data directory to restore into.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The data directory holding the checkpoint.
+        #[arg(long, default_value = "tandem-data")]
+        from: PathBuf,
     },
 }
 
@@ -108,6 +151,7 @@ fn server_config(args: &ServerArgs) -> Result<config::Config, config::ConfigErro
     file.maxmemory = args.maxmemory.clone().map(toml::Value::String).or(file.maxmemory);
     file.maxclients = args.maxclients.or(file.maxclients);
     file.admin_port = args.admin_port.or(file.admin_port);
+    file.worker_threads = args.worker_threads.or(file.worker_threads);
     file.validate()
 }
 
@@ -124,7 +168,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let runtime = match config.worker_threads {
+                1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+                threads => tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build(),
+            }
+            .expect("tokio runtime");
             match runtime.block_on(tandem::node::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -136,6 +184,16 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Check { data_dir, repair }) => {
             init_tracing("warn");
             tandem::logcheck::run(&data_dir, repair)
+        }
+        Command::Checkpoint(command) => {
+            init_tracing("warn");
+            use tandem::checkpoint::cli;
+            match command {
+                CheckpointCommand::List { data_dir } => cli::list(&data_dir),
+                CheckpointCommand::Inspect { id, data_dir } => cli::inspect(&data_dir, id),
+                CheckpointCommand::Verify { id, data_dir } => cli::verify(&data_dir, id),
+                CheckpointCommand::Restore { id, data_dir, from } => cli::restore(&from, id, &data_dir),
+            }
         }
         Command::Demo(args) => {
             init_tracing("warn");

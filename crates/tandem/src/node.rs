@@ -43,6 +43,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let (shutdown, _) = watch::channel(false);
+    let checkpoints = Arc::new(crate::checkpoint::Checkpointer::new(
+        config.checkpoint_settings(),
+        &database.restored().loaded,
+        database.restored().base_generation,
+        db::unix_ms(),
+    ));
     let shared = Arc::new(Shared {
         runtime: Runtime {
             maxmemory_bytes: AtomicU64::new(config.maxmemory_bytes),
@@ -51,6 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         config,
         db: database,
+        checkpoints,
         clients: Default::default(),
         broker: Default::default(),
         metrics: Default::default(),
@@ -70,6 +77,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(expire_keys(shared.clone())),
         tokio::spawn(watch_memory(shared.clone())),
         tokio::spawn(stop_on_signal(shared.clone())),
+        tokio::spawn(take_checkpoints(shared.clone())),
+        tokio::spawn(flush_log(shared.clone())),
     ];
 
     let mut stopped = shared.shutdown.subscribe();
@@ -117,6 +126,10 @@ async fn close_database(mut shared: Arc<Shared>) -> anyhow::Result<()> {
     }
 }
 
+async fn flush_log(shared: Arc<Shared>) {
+    shared.db.run_flusher().await;
+}
+
 async fn stop_on_signal(shared: Arc<Shared>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -146,6 +159,17 @@ async fn expire_keys(shared: Arc<Shared>) {
             }
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Runs the checkpoint policy twice a second; the checkpointer writes in
+/// its own thread, so this task never waits for the disk.
+async fn take_checkpoints(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(500));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        shared.checkpoints.tick(&shared.db, db::unix_ms());
     }
 }
 

@@ -98,3 +98,32 @@ fn never_leaves_durability_to_segment_rolls_and_shutdown() {
     assert_eq!(progress.durable(), last, "shutdown must fsync everything");
     assert_eq!(read_all_from(dir.path(), &options, 1).len(), 11);
 }
+
+#[test]
+fn inline_writes_are_written_by_the_caller_and_leftovers_by_the_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments(4096, FsyncPolicy::EverySecond);
+    let recovery = recover(dir.path(), &options).unwrap();
+    let log = Log::open(dir.path(), &options, &recovery).unwrap();
+    log.set_inline_writes(true);
+    let progress = log.progress();
+    let mut last = LogIndex(0);
+    for round in 0..50u8 {
+        last = log.append(Epoch(1), 0, NodeId(0), &[round; 200]);
+        // The caller's own write publishes `written` at once, across segment rolls.
+        assert_eq!(log.write_pending(), last);
+        assert_eq!(progress.written(), last);
+    }
+    assert_eq!(read_all_from(dir.path(), &options, 1).len(), 50);
+    // A record nobody writes inline is still written, and fsynced, by the thread.
+    let leftover = log.append(Epoch(1), 0, NodeId(0), b"leftover");
+    assert!(leftover > last);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), progress.wait_durable(leftover))
+            .await
+            .expect("the writer thread writes and fsyncs leftovers within about a second");
+    });
+    log.shutdown().unwrap();
+    assert_eq!(read_all_from(dir.path(), &options, 1).len(), 51);
+}

@@ -87,3 +87,20 @@ pub fn recorder() -> &'static PrometheusHandle {
 pub fn record_fsync(duration: Duration) {
     metrics::histogram!("tandem_log_fsync_seconds").record(duration.as_secs_f64());
 }
+
+/// Records how long a checkpoint's cut held the keyspace lock (the stall clients can see).
+pub fn record_checkpoint_stall(stall: Duration) {
+    metrics::histogram!("tandem_checkpoint_stall_seconds").record(stall.as_secs_f64());
+}
+
+/// Records one finished checkpoint attempt of level `kind`.
+pub fn record_checkpoint(kind: &'static str, duration: Duration, bytes: u64, succeeded: bool) {
+    if succeeded {
+        metrics::histogram!("tandem_checkpoint_duration_seconds", "kind" => kind).record(duration.as_secs_f64());
+        metrics::counter!("tandem_checkpoint_bytes_total", "kind" => kind).increment(bytes);
+        metrics::gauge!("tandem_checkpoint_last_bytes").set(bytes as f64);
+        metrics::gauge!("tandem_checkpoint_last_success_unix_seconds").set(crate::db::unix_ms() as f64 / 1000.0);
+    } else {
+        metrics::counter!("tandem_checkpoint_failures_total", "kind" => kind).increment(1);
+    }
+}

@@ -411,9 +411,17 @@ impl FileReader {
     }
 }
 
-fn read_exact(input: &mut impl Read, buffer: &mut [u8], path: &Path, offset: u64, what: &str) -> Result<(), FormatError> {
+fn read_exact(
+    input: &mut impl Read,
+    buffer: &mut [u8],
+    path: &Path,
+    offset: u64,
+    what: &str,
+) -> Result<(), FormatError> {
     input.read_exact(buffer).map_err(|error| match error.kind() {
-        io::ErrorKind::UnexpectedEof => FormatError::corrupt(path, format!("file ends inside the {what} at byte {offset}")),
+        io::ErrorKind::UnexpectedEof => {
+            FormatError::corrupt(path, format!("file ends inside the {what} at byte {offset}"))
+        }
         _ => FormatError::io("read", path, error),
     })
 }

@@ -87,6 +87,10 @@ pub enum SessionCommand {
     PSubscribe,
     PUnsubscribe,
     Publish,
+    Checkpoint,
+    Save,
+    Bgsave,
+    Lastsave,
 }
 
 /// How a command runs.
@@ -211,6 +215,10 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
     session("psubscribe", -2, Flags::PUBSUB.with(QUEUE_NEVER), NO_KEYS, SessionCommand::PSubscribe),
     session("punsubscribe", -1, Flags::PUBSUB.with(QUEUE_NEVER), NO_KEYS, SessionCommand::PUnsubscribe),
     session("publish", 3, Flags::PUBSUB.with(Flags::FAST), NO_KEYS, SessionCommand::Publish),
+    session("checkpoint", -1, Flags::ADMIN.with(QUEUE_NEVER), NO_KEYS, SessionCommand::Checkpoint),
+    session("save", 1, Flags::ADMIN.with(QUEUE_NEVER), NO_KEYS, SessionCommand::Save),
+    session("bgsave", -1, Flags::ADMIN, NO_KEYS, SessionCommand::Bgsave),
+    session("lastsave", 1, Flags::FAST, NO_KEYS, SessionCommand::Lastsave),
 ];
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).

@@ -75,6 +75,8 @@ async fn serve(
         let mut ticket: Option<LogIndex> = None;
         let mut close: Option<Closed> = None;
         let mut needs_input = false;
+        let client = &session.client;
+        client.last_command_ms.store(client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
         // Run every complete request already buffered (bounded by the reply buffer).
         while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX {
             match parse_request(&mut input, &limits) {
@@ -82,6 +84,10 @@ async fn serve(
                 Ok(Some(args)) => {
                     let flow = session.handle(shared, args, &mut output);
                     ticket = ticket.max(flow.ticket);
+                    if let Some(reply) = flow.deferred {
+                        // CHECKPOINT / SAVE: their reply comes before any later one.
+                        reply.await.encode(session.protocol, &mut output);
+                    }
                     if flow.close {
                         close = Some(Closed::Quit);
                         break;

@@ -133,6 +133,7 @@ fn persistence(shared: &Shared, text: &mut String) {
     line(text, "log_durable_index", progress.durable().0);
     line(text, "log_bytes_appended", shared.db.log_bytes());
     line(text, "changes_since_start", shared.db.changes());
+    crate::checkpoint::commands::info(shared, text);
 }
 
 fn stats(shared: &Shared, text: &mut String) {

@@ -44,6 +44,8 @@ pub struct Shared {
     pub runtime: Runtime,
     /// The data.
     pub db: Database,
+    /// Takes checkpoints of `db` (commands, policy, INFO).
+    pub checkpoints: Arc<crate::checkpoint::Checkpointer>,
     /// Connected clients.
     pub clients: clients::Clients,
     /// Pub/sub broker.

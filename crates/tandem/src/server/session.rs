@@ -36,15 +36,23 @@ pub struct Session {
     patterns: HashSet<Bytes>,
     /// Where the broker delivers this client's messages.
     pubsub_sender: mpsc::Sender<Frame>,
+    /// The last command looked up: pipelines repeat one command, and this skips the table.
+    last_lookup: Option<(Bytes, usize, &'static CommandSpec)>,
 }
 
+/// A reply that an admin command produces later (`CHECKPOINT`, `SAVE`
+/// reply once the checkpoint is durable); the connection awaits it in order.
+pub type DeferredReply = std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send>>;
+
 /// What the connection must do after a command.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Default)]
 pub struct Flow {
     /// The reply must wait until this log index is acknowledged.
     pub ticket: Option<LogIndex>,
     /// Close the connection once the replies are written.
     pub close: bool,
+    /// The command's reply, still to come; nothing after it runs before it.
+    pub deferred: Option<DeferredReply>,
 }
 
 /// One condition of `CLIENT KILL`'s filter form.
@@ -66,7 +74,19 @@ impl Session {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             pubsub_sender,
+            last_lookup: None,
         }
+    }
+
+    fn lookup(&mut self, name: &Bytes) -> Option<(usize, &'static CommandSpec)> {
+        if let Some((last, index, spec)) = &self.last_lookup {
+            if last.eq_ignore_ascii_case(name) {
+                return Some((*index, *spec));
+            }
+        }
+        let (index, spec) = lookup_indexed(name)?;
+        self.last_lookup = Some((Bytes::copy_from_slice(name), index, spec));
+        Some((index, spec))
     }
 
     /// Whether this connection has any subscription (RESP2 restricts it then).
@@ -85,7 +105,7 @@ impl Session {
     /// Runs one request and appends its reply (or replies) to `out`.
     pub fn handle(&mut self, shared: &Shared, args: Vec<Bytes>, out: &mut BytesMut) -> Flow {
         shared.metrics.commands_processed.increment(1);
-        let Some((index, spec)) = lookup_indexed(&args[0]) else {
+        let Some((index, spec)) = self.lookup(&args[0]) else {
             self.refuse_in_multi();
             self.error(unknown_command(&args[0], &args[1..]), out);
             return Flow::default();
@@ -129,7 +149,6 @@ impl Session {
 
     fn note_command(&self, index: usize) {
         self.client.last_command.store(index, Ordering::Relaxed);
-        self.client.last_command_ms.store(self.client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     fn refuse_in_multi(&mut self) {
@@ -145,7 +164,7 @@ impl Session {
         }
         let executed = shared.db.execute(spec, args);
         self.push(executed.reply, out);
-        Flow { ticket: Some(executed.ticket), close: false }
+        Flow { ticket: Some(executed.ticket), ..Flow::default() }
     }
 
     fn session(&mut self, shared: &Shared, command: SessionCommand, args: &[Bytes], out: &mut BytesMut) -> Flow {
@@ -159,7 +178,7 @@ impl Session {
             Select => select(args),
             Quit => {
                 self.push(Frame::ok(), out);
-                return Flow { ticket: None, close: true };
+                return Flow { close: true, ..Flow::default() };
             }
             Reset => self.reset(shared),
             Command => command_command(args),
@@ -181,9 +200,24 @@ impl Session {
             Unsubscribe => return self.unsubscribe(shared, Kind::Channel, &args[1..], out),
             PUnsubscribe => return self.unsubscribe(shared, Kind::Pattern, &args[1..], out),
             Publish => Ok(Frame::Integer(shared.broker.publish(&args[1], &args[2]) as i64)),
+            Checkpoint => return self.defer(crate::checkpoint::commands::checkpoint(shared, args), out),
+            Save => return self.defer(crate::checkpoint::commands::save(shared), out),
+            Bgsave => crate::checkpoint::commands::bgsave(shared, args),
+            Lastsave => Ok(crate::checkpoint::commands::lastsave(shared)),
         };
         self.push(reply.unwrap_or_else(Frame::from), out);
         Flow::default()
+    }
+
+    /// A command whose reply comes later, or its immediate error.
+    fn defer(&self, started: Result<DeferredReply, CommandError>, out: &mut BytesMut) -> Flow {
+        match started {
+            Ok(reply) => Flow { deferred: Some(reply), ..Flow::default() },
+            Err(error) => {
+                self.error(error, out);
+                Flow::default()
+            }
+        }
     }
 
     fn ping(&self, args: &[Bytes]) -> Result<Frame, CommandError> {
@@ -418,7 +452,7 @@ impl Session {
         }
         tracing::info!(client = self.client.id, "SHUTDOWN requested by a client");
         shared.request_shutdown();
-        Flow { ticket: None, close: true }
+        Flow { close: true, ..Flow::default() }
     }
 
     fn multi(&mut self) -> Result<Frame, CommandError> {
@@ -488,7 +522,7 @@ impl Session {
             }
         }
         self.push(Frame::Array(replies), out);
-        Flow { ticket: Some(executed.ticket), close: false }
+        Flow { ticket: Some(executed.ticket), ..Flow::default() }
     }
 
     fn discard(&mut self, shared: &Shared) -> Result<Frame, CommandError> {

@@ -100,6 +100,20 @@ impl Snapshot {
     pub fn buckets(&self) -> &[Arc<Bucket>] {
         &self.buckets
     }
+
+    /// The buckets a checkpoint writes, with their numbers: all of them, or
+    /// only `selected` (ascending). The others are released at once, so
+    /// writes to them no longer copy them.
+    pub fn into_selected(self, selected: Option<&[u32]>) -> Vec<(u32, Arc<Bucket>)> {
+        let numbered = self.buckets.into_iter().enumerate().map(|(index, bucket)| (index as u32, bucket));
+        match selected {
+            None => numbered.collect(),
+            Some(selected) => {
+                let mut wanted = selected.iter().peekable();
+                numbered.filter(|(index, _)| wanted.next_if_eq(&index).is_some()).collect()
+            }
+        }
+    }
 }
 
 /// All keys and values of the node.
