@@ -546,18 +546,24 @@ fn sync_in_background(writer: &Mutex<Writer>) -> Result<(), LogError> {
         let file = writer.segment.file.try_clone().map_err(|error| LogError::io("dup", &writer.segment.path, error))?;
         (file, writer.segment.path.clone(), writer.written, Arc::clone(&writer.files), Arc::clone(&writer.shared))
     };
-    let started = Instant::now();
-    files.sync_data(&file).map_err(|error| LogError::io("fdatasync", &path, error))?;
-    if let Some(observer) = shared.sync_observer.lock().clone() {
-        observer(started.elapsed());
-    }
-    shared.syncs.fetch_add(1, Ordering::Relaxed);
+    timed_sync(files.as_ref(), &file, &path, &shared)?;
     let mut writer = writer.lock();
     // A roll in the meantime fsynced the old segment itself and may have moved durable on.
     if upto > writer.durable {
         writer.durable = upto;
         shared.progress.publish_durable(upto);
     }
+    Ok(())
+}
+
+/// fdatasyncs a segment file, counting it and telling the sync observer how long it took.
+fn timed_sync(files: &dyn FileOperations, file: &File, path: &Path, shared: &Shared) -> Result<(), LogError> {
+    let started = Instant::now();
+    files.sync_data(file).map_err(|error| LogError::io("fdatasync", path, error))?;
+    if let Some(observer) = shared.sync_observer.lock().clone() {
+        observer(started.elapsed());
+    }
+    shared.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -647,14 +653,7 @@ impl Writer {
 
     /// Closes the current segment (fdatasync) and starts one whose first record is `first_index`.
     fn roll(&mut self, first_index: u64) -> Result<(), LogError> {
-        let started = Instant::now();
-        self.files
-            .sync_data(&self.segment.file)
-            .map_err(|error| LogError::io("fdatasync", &self.segment.path, error))?;
-        if let Some(observer) = self.shared.sync_observer.lock().clone() {
-            observer(started.elapsed());
-        }
-        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
         // Everything before `first_index` is in the closed segment, written and synced.
         self.publish_written(first_index - 1);
         self.durable = first_index - 1;
@@ -675,10 +674,7 @@ impl Writer {
         if self.durable == self.written {
             return Ok(());
         }
-        self.files
-            .sync_data(&self.segment.file)
-            .map_err(|error| LogError::io("fdatasync", &self.segment.path, error))?;
-        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
         self.durable = self.written;
         self.shared.progress.publish_durable(self.durable);
         Ok(())

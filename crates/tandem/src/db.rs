@@ -286,6 +286,11 @@ impl Database {
         self.epoch.load(Ordering::Relaxed)
     }
 
+    /// Log bytes appended but not yet handed to the OS.
+    pub fn log_backlog_bytes(&self) -> u64 {
+        self.log.pending_bytes()
+    }
+
     /// The last log index assigned.
     pub fn last_index(&self) -> LogIndex {
         self.log.last_index()

@@ -35,6 +35,9 @@ pub const SCAN_COUNT_MAX: usize = 100_000;
 /// Bytes a connection's pending replies may reach before it stops reading
 /// more requests until they are written (back-pressure, not an error).
 pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+/// Log bytes not yet written above which a connection stops running more of its
+/// pipelined requests until its replies are acknowledged (back-pressure on writers).
+pub const LOG_BACKLOG_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;
 /// Active-expiry passes per second (Redis `hz`), default.
 pub const EXPIRY_HZ_DEFAULT: u32 = 10;
 /// Keys examined at most per active-expiry pass, so a pass never stalls clients.
@@ -62,4 +65,5 @@ const _: () = assert!(BULK_BYTES_MAX_CEILING <= WRITE_ARGUMENTS_BYTES_MAX);
 const _: () = assert!(WRITE_ARGUMENTS_BYTES_MAX < LOG_RECORD_BYTES_MAX as u64);
 const _: () = assert!(QUERY_BUFFER_BYTES_MAX_DEFAULT > BULK_BYTES_MAX_DEFAULT);
 const _: () = assert!(STRING_BYTES_MAX <= BULK_BYTES_MAX_CEILING);
+const _: () = assert!(LOG_BACKLOG_BYTES_SOFT_MAX < tandem_log::PENDING_BYTES_SOFT_MAX);
 const _: () = assert!(INLINE_BYTES_MAX as u64 <= QUERY_BUFFER_BYTES_MAX_DEFAULT);

@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a data node.
+    /// Run a data node (a flag given twice: the last one wins).
+    #[command(args_override_self = true)]
     Server(ServerArgs),
     /// Inspect or repair the log of a data directory.
     #[command(subcommand)]

@@ -28,6 +28,10 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const CHUNK_TARGET_BYTES: usize = 1024 * 1024;
 /// Largest header accepted when reading (it holds the applied vector and channel state).
 pub const HEADER_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// While writing, the file is fsynced each time this many more bytes were written, so
+/// that dirty pages never pile up: a pile would make the kernel throttle every writer,
+/// the log writer included (Redis's `rdb-save-incremental-fsync` does the same).
+pub const SYNC_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest chunk payload accepted when reading: one bucket may hold a few huge values.
 pub const CHUNK_BYTES_MAX: u32 = u32::MAX - 1;
 
@@ -149,6 +153,7 @@ pub struct FileWriter {
     chunk: Vec<u8>,
     chunk_buckets: u32,
     totals: Totals,
+    synced_bytes: u64,
 }
 
 impl FileWriter {
@@ -161,6 +166,7 @@ impl FileWriter {
             chunk: Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024),
             chunk_buckets: 0,
             totals: Totals::default(),
+            synced_bytes: 0,
         };
         let encoded = postcard::to_stdvec(header).expect("the header always serializes");
         let mut prefix = Vec::with_capacity(PREFIX_BYTES + encoded.len());
@@ -210,7 +216,13 @@ impl FileWriter {
         self.chunk.clear();
         self.chunk_buckets = 0;
         self.totals.chunks += 1;
-        written
+        written?;
+        if self.totals.bytes - self.synced_bytes >= SYNC_EVERY_BYTES {
+            self.synced_bytes = self.totals.bytes;
+            self.out.flush().map_err(|error| FormatError::io("write", &self.path, error))?;
+            self.out.get_ref().sync_data().map_err(|error| FormatError::io("fsync", &self.path, error))?;
+        }
+        Ok(())
     }
 
     /// Writes the last chunk and the footer, and flushes; returns the file

@@ -77,8 +77,11 @@ async fn serve(
         let mut needs_input = false;
         let client = &session.client;
         client.last_command_ms.store(client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
-        // Run every complete request already buffered (bounded by the reply buffer).
-        while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX {
+        // Run every complete request already buffered, bounded by the reply buffer and by
+        // the log's backlog (a pipeline of large writes waits for the disk between batches).
+        while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX
+            && shared.db.log_backlog_bytes() < limits::LOG_BACKLOG_BYTES_SOFT_MAX
+        {
             match parse_request(&mut input, &limits) {
                 Ok(Some(args)) if args.is_empty() => continue,
                 Ok(Some(args)) => {
@@ -103,6 +106,10 @@ async fn serve(
                     break;
                 }
             }
+        }
+        if !needs_input && close.is_none() && shared.db.log_backlog_bytes() >= limits::LOG_BACKLOG_BYTES_SOFT_MAX {
+            // Stopped for the backlog: wait for everything appended so far, then go on.
+            ticket = ticket.max(Some(shared.db.last_index()));
         }
         if let Some(ticket) = ticket {
             if !shared.db.is_acknowledged(ticket) {

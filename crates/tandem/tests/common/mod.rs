@@ -379,6 +379,11 @@ impl RawConnection {
     }
 
     /// Wraps an already connected stream.
+    /// The underlying socket (e.g. to clone it for a writer thread).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
     pub fn from_stream(stream: TcpStream) -> RawConnection {
         RawConnection { stream, buffer: Vec::new() }
     }
