@@ -370,9 +370,9 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::cmd::table::Handler;
+    use crate::cmd::harness::Harness;
     use crate::store::effect::Ttl;
-    use crate::store::{Keyspace, Value};
+    use crate::store::Value;
 
     /// The instant the tests run at, in Unix milliseconds.
     const NOW_MS: u64 = 1_700_000_000_000;
@@ -381,23 +381,28 @@ mod tests {
         Bytes::copy_from_slice(text.as_bytes())
     }
 
-    /// One node's state and the effects it emitted, to replay.
-    struct Node {
-        keyspace: Keyspace,
-        effects: Vec<Effect>,
-        rng: SmallRng,
-        now_ms: u64,
+    /// One node's state and the effects it emitted, to replay (the shared
+    /// harness at a fixed instant, with word-list helpers).
+    struct Node(Harness);
+
+    impl std::ops::Deref for Node {
+        type Target = Harness;
+        fn deref(&self) -> &Harness {
+            &self.0
+        }
+    }
+
+    impl std::ops::DerefMut for Node {
+        fn deref_mut(&mut self) -> &mut Harness {
+            &mut self.0
+        }
     }
 
     impl Node {
         fn new() -> Node {
-            Node { keyspace: Keyspace::new(), effects: Vec::new(), rng: SmallRng::seed_from_u64(7), now_ms: NOW_MS }
-        }
-
-        /// Applies `effect` as an earlier command would have.
-        fn seed(&mut self, effect: Effect) {
-            self.keyspace.apply(&effect);
-            self.effects.push(effect);
+            let mut harness = Harness::new();
+            harness.now_ms = NOW_MS;
+            Node(harness)
         }
 
         /// Stores a string; `expire_at_ms` 0 means no expiry.
@@ -406,22 +411,10 @@ mod tests {
             self.seed(Effect::Set { key: b(key), value: b(value), ttl });
         }
 
-        /// Runs a command as the dispatcher does: arity check, purge of
-        /// expired keys before a write, then the handler.
+        /// Runs a command given as words.
         fn run(&mut self, words: &[&str]) -> Reply {
             let args: Vec<Bytes> = words.iter().map(|word| b(word)).collect();
-            let spec = SPECS.iter().find(|spec| spec.name.eq_ignore_ascii_case(words[0])).expect("a keys command");
-            if !spec.arity_ok(args.len()) {
-                return Err(CommandError::WrongArity(spec.name.to_string()));
-            }
-            let Handler::Data(handler) = spec.handler else { unreachable!("keys commands are data commands") };
-            let mut context = DataContext::new(&mut self.keyspace, &mut self.effects, self.now_ms, &mut self.rng);
-            if spec.is_write() {
-                for key in spec.keys(&args) {
-                    context.purge_if_expired(key);
-                }
-            }
-            handler(&mut context, &args)
+            self.0.run_args(&args)
         }
 
         fn reply(&mut self, words: &[&str]) -> Frame {
@@ -442,18 +435,6 @@ mod tests {
         /// The stored deadline of `key` (0: none), expired keys included.
         fn deadline(&self, key: &str) -> Option<u64> {
             self.keyspace.get_including_expired(key.as_bytes()).map(|entry| entry.expire_at_ms)
-        }
-
-        /// Replaying the emitted effects on an empty keyspace reaches this state.
-        fn assert_replay_matches(&self) {
-            let mut replayed = Keyspace::new();
-            for effect in &self.effects {
-                replayed.apply(effect);
-            }
-            replayed.check_counts();
-            self.keyspace.check_counts();
-            assert_eq!(replayed.digest(), self.keyspace.digest());
-            assert_eq!(replayed.len(), self.keyspace.len());
         }
     }
 

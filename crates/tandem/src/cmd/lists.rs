@@ -311,73 +311,12 @@ fn lpos(context: &mut DataContext, args: &[Bytes]) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
-
     use super::*;
-    use crate::cmd::Handler;
+    use crate::cmd::harness::Harness;
     use crate::store::effect::Ttl;
-    use crate::store::{Keyspace, Value};
-
-    /// A keyspace and every effect that built it, to run commands against.
-    struct Harness {
-        keyspace: Keyspace,
-        effects: Vec<Effect>,
-        rng: SmallRng,
-        now_ms: u64,
-    }
+    use crate::store::Value;
 
     impl Harness {
-        fn new() -> Harness {
-            Harness {
-                keyspace: Keyspace::new(),
-                effects: Vec::new(),
-                rng: SmallRng::seed_from_u64(7),
-                now_ms: 1_000_000,
-            }
-        }
-
-        /// Runs a command line (words split on spaces) as the dispatcher
-        /// does: arity from the spec, expired keys of a write purged first.
-        fn run(&mut self, line: &str) -> Reply {
-            let args: Vec<Bytes> = line.split(' ').map(|word| Bytes::copy_from_slice(word.as_bytes())).collect();
-            let name = line.split(' ').next().unwrap().to_ascii_lowercase();
-            let spec = SPECS.iter().find(|spec| spec.name == name).expect("a list command");
-            if !spec.arity_ok(args.len()) {
-                return Err(CommandError::WrongArity(name));
-            }
-            let Handler::Data(handler) = spec.handler else { unreachable!("list commands are data commands") };
-            let mut context = DataContext::new(&mut self.keyspace, &mut self.effects, self.now_ms, &mut self.rng);
-            if spec.is_write() {
-                for key in spec.keys(&args) {
-                    context.purge_if_expired(key);
-                }
-            }
-            handler(&mut context, &args)
-        }
-
-        /// `run`, which must succeed.
-        fn ok(&mut self, line: &str) -> Frame {
-            self.run(line).unwrap_or_else(|error| panic!("{line}: {error}"))
-        }
-
-        /// Changes state through an effect, recorded like a command's.
-        fn seed(&mut self, effect: Effect) {
-            self.keyspace.apply(&effect);
-            self.effects.push(effect);
-        }
-
-        /// Replaying the recorded effects on an empty keyspace reaches the same state.
-        fn assert_replay_matches(&self) {
-            let mut replica = Keyspace::new();
-            for effect in &self.effects {
-                replica.apply(effect);
-            }
-            assert_eq!(replica.digest(), self.keyspace.digest());
-            assert_eq!(replica.len(), self.keyspace.len());
-            self.keyspace.check_counts();
-        }
-
         /// The list under `key`, as text (empty when absent).
         fn list(&self, key: &str) -> Vec<String> {
             match self.keyspace.get(key.as_bytes(), self.now_ms).map(|entry| &entry.value) {

@@ -16,6 +16,8 @@
 pub mod args;
 pub mod context;
 pub mod error;
+#[cfg(test)]
+pub mod harness;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
