@@ -13,11 +13,13 @@
 //!   fails with a message naming the gap.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tandem_log::{LogIndex, LogOptions, Recovery};
 
 use super::file::{self, Listed};
-use super::format::{decode_chunk, FileReader, FormatError, Header, Kind, Totals};
+use super::format::{decode_chunk, FileReader, FormatError, Header, Kind, RawChunk, Totals};
 use crate::store::keyspace::BUCKET_COUNT;
 use crate::store::{Bucket, Keyspace};
 
@@ -200,26 +202,71 @@ pub fn load_newest(
 }
 
 /// Streams a full checkpoint into `keyspace`; the caller discards it on error.
+///
+/// Why threads: decoding the bucket records is most of a restore's CPU, and
+/// chunks decode independently. One thread reads and checks chunks in file
+/// order, `decoder_threads()` decode them, and this thread installs the
+/// buckets; bounded channels keep at most a few chunks in memory.
 fn load_full(
     path: &Path,
     header: &Header,
     keyspace: &mut Keyspace,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Verified, FormatError> {
-    let mut reader = FileReader::open(path)?;
+    let reader = FileReader::open(path)?;
+    let workers = decoder_threads();
     let mut seen = vec![false; BUCKET_COUNT];
-    while let Some(chunk) = reader.next_chunk()? {
-        for (index, bucket) in decode_chunk(path, &chunk)? {
-            check_first_time(path, &mut seen, index)?;
-            keyspace.replace_bucket(index as usize, bucket);
+    let totals = std::thread::scope(|scope| -> Result<Totals, FormatError> {
+        let (chunk_sender, chunk_receiver) = std::sync::mpsc::sync_channel::<RawChunk>(workers * 2);
+        // Shared by the decoders only: when they all stop, the reader's send fails and it stops too.
+        let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
+        type Decoded = Result<(u64, Vec<(u32, Bucket)>), FormatError>;
+        let (bucket_sender, bucket_receiver) = std::sync::mpsc::sync_channel::<Decoded>(workers * 2);
+        for _ in 0..workers {
+            let chunk_receiver = Arc::clone(&chunk_receiver);
+            let bucket_sender = bucket_sender.clone();
+            scope.spawn(move || loop {
+                let next = chunk_receiver.lock().recv();
+                let Ok(chunk) = next else { return };
+                let end = chunk.offset + chunk.payload.len() as u64;
+                if bucket_sender.send(decode_chunk(path, &chunk).map(|buckets| (end, buckets))).is_err() {
+                    return;
+                }
+            });
         }
-        progress(reader.offset());
-    }
+        drop(chunk_receiver);
+        drop(bucket_sender);
+        let reading = scope.spawn(move || -> Result<FileReader, FormatError> {
+            let mut reader = reader;
+            while let Some(chunk) = reader.next_chunk()? {
+                if chunk_sender.send(chunk).is_err() {
+                    break; // a decoder failed; its error is reported below
+                }
+            }
+            Ok(reader)
+        });
+        for decoded in bucket_receiver.iter() {
+            let (end, buckets) = decoded?;
+            for (index, bucket) in buckets {
+                check_first_time(path, &mut seen, index)?;
+                keyspace.replace_bucket(index as usize, bucket);
+            }
+            progress(end);
+        }
+        let reader = reading.join().expect("the checkpoint reader thread does not panic")?;
+        Ok(reader.totals())
+    })?;
     if seen.iter().any(|seen| !seen) {
         return Err(corrupt(path, "a full checkpoint without every bucket"));
     }
-    check_key_count(path, header, keyspace.len() as u64, reader.totals())?;
-    Ok(Verified::new(header, path, reader.totals()))
+    check_key_count(path, header, keyspace.len() as u64, totals)?;
+    Ok(Verified::new(header, path, totals))
+}
+
+/// Threads that decode checkpoint chunks during a restore: the machine's
+/// parallelism, at most 4 (beyond that installing buckets is the bottleneck).
+fn decoder_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |count| count.get()).clamp(1, 4)
 }
 
 /// Decodes and verifies a whole incremental, without applying it.

@@ -26,6 +26,24 @@ use super::restore::{Loaded, Verified};
 use crate::db::{unix_ms, Database};
 use crate::store::keyspace::BUCKET_COUNT;
 
+/// Makes the calling thread yield the CPU to the event loop: on a small
+/// machine a checkpoint must not compete on equal terms with serving clients.
+/// Best effort: a failure only costs latency, so it is logged and ignored.
+fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id
+    // only changes this thread's nice value (Linux treats a tid as a process).
+    let result = unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, CHECKPOINT_THREAD_NICE)
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the checkpoint thread's priority");
+    }
+}
+
+/// Nice value of the checkpoint writer thread (0 normal, 19 lowest).
+const CHECKPOINT_THREAD_NICE: libc::c_int = 10;
+
 /// What the checkpointer needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -250,6 +268,7 @@ impl Checkpointer {
         let generation = cut.generation;
         let failed_header = header.clone();
         let spawned = std::thread::Builder::new().name("tandem-checkpoint".into()).spawn(move || {
+            lower_thread_priority();
             let buckets = cut.snapshot.into_selected(cut.changed.as_deref());
             let written = file::write(&checkpointer.settings.dir, &header, buckets, &mut |_| {});
             let outcome = checkpointer.finish(&header, generation, written, started, stall);

@@ -1,0 +1,271 @@
+//! Three control-plane members in one process over loopback TCP, with real files:
+//! elections, failover with the witness's vote, restart from the directory, and
+//! refusal of unauthenticated or garbage peers. Waits poll with generous bounds;
+//! nothing asserts how long an election took.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use openraft::storage::RaftLogStorage;
+use openraft::Vote;
+
+use tandem_control::network::client::connect;
+use tandem_control::network::wire::ClusterAuth;
+use tandem_control::storage::LogStore;
+use tandem_control::{
+    ControlCommand, ControlConfig, ControlNode, ControlResponse, ControlState, MemberConfig, MemberRole, NodeId,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const NODE_A: NodeId = 1;
+const NODE_B: NodeId = 2;
+const WITNESS: NodeId = 3;
+const CLUSTER_ID: &str = "tandem-test";
+const SECRET: &[u8] = b"a cluster secret of some length";
+const WAIT_MAX: Duration = Duration::from_secs(15);
+
+struct Cluster {
+    _directory: tempfile::TempDir,
+    configs: BTreeMap<NodeId, ControlConfig>,
+    nodes: BTreeMap<NodeId, ControlNode>,
+}
+
+fn free_addresses(count: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<_> = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|listener| listener.local_addr().unwrap()).collect()
+}
+
+fn init_logging() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        init_logging();
+        let directory = tempfile::tempdir().unwrap();
+        let addresses = free_addresses(3);
+        let roles = [(NODE_A, MemberRole::Data), (NODE_B, MemberRole::Data), (WITNESS, MemberRole::Witness)];
+        let members: BTreeMap<NodeId, MemberConfig> = roles
+            .iter()
+            .zip(&addresses)
+            .map(|((id, role), address)| (*id, MemberConfig { address: *address, role: *role }))
+            .collect();
+        let configs: BTreeMap<NodeId, ControlConfig> = members
+            .keys()
+            .map(|id| {
+                let data_dir = directory.path().join(format!("member-{id}"));
+                (*id, ControlConfig::new(*id, members.clone(), data_dir, CLUSTER_ID, SECRET))
+            })
+            .collect();
+        let mut cluster = Cluster { _directory: directory, configs, nodes: BTreeMap::new() };
+        for id in [NODE_A, NODE_B, WITNESS] {
+            cluster.restart(id).await;
+        }
+        cluster.nodes[&NODE_A].initialize().await.expect("initialize");
+        cluster
+    }
+
+    async fn restart(&mut self, id: NodeId) {
+        let node = ControlNode::start(self.configs[&id].clone()).await.expect("start member");
+        self.nodes.insert(id, node);
+    }
+
+    async fn crash(&mut self, id: NodeId) {
+        self.nodes.remove(&id).expect("member running").shutdown().await;
+    }
+
+    fn address(&self, id: NodeId) -> SocketAddr {
+        self.configs[&id].members[&id].address
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes.iter().find(|(_, node)| node.is_leader()).map(|(id, _)| *id)
+    }
+
+    async fn wait_for_leader(&self) -> NodeId {
+        wait_until("a leader", || async { self.leader() }).await
+    }
+
+    async fn wait_for_converged_state(&self) -> ControlState {
+        wait_until("every member's state to converge", || async {
+            let states: Vec<ControlState> = self.nodes.values().map(ControlNode::state).collect();
+            states.windows(2).all(|pair| pair[0] == pair[1]).then(|| states[0].clone())
+        })
+        .await
+    }
+
+    async fn shutdown(self) {
+        for node in self.nodes.into_values() {
+            node.shutdown().await;
+        }
+    }
+}
+
+async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Proposes until a leader takes it (a new leader may still be settling).
+async fn propose(node: &ControlNode, command: ControlCommand) -> ControlResponse {
+    wait_until("a proposal to commit", || async { node.propose(command.clone()).await.ok() }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_node_leads_and_commands_converge_on_every_member() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.wait_for_leader().await;
+    assert_ne!(leader, WITNESS, "the witness never campaigns");
+
+    // Proposed on the witness and forwarded to the leader.
+    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
+    assert_eq!(propose(&cluster.nodes[&WITNESS], promote).await, ControlResponse::Applied { epoch: 1 });
+    let follower = if leader == NODE_A { NODE_B } else { NODE_A };
+    let mark = ControlCommand::MarkOutOfSync { node: follower, epoch: 1 };
+    assert_eq!(propose(&cluster.nodes[&follower], mark).await, ControlResponse::Applied { epoch: 1 });
+
+    let state = cluster.wait_for_converged_state().await;
+    assert_eq!((state.epoch, state.active, state.address_holder), (1, Some(leader), Some(leader)));
+    assert!(!state.in_sync.contains(&follower));
+
+    let leader_node = &cluster.nodes[&leader];
+    wait_until("the leader's lease", || async { leader_node.lease_valid_until(Instant::now()) }).await;
+    assert_eq!(cluster.nodes[&follower].lease_valid_until(Instant::now()), None);
+    assert_eq!(cluster.nodes[&WITNESS].lease_valid_until(Instant::now()), None);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_crash_elects_other_data_node_with_witness_vote_never_the_witness() {
+    let mut cluster = Cluster::start().await;
+    let mut epoch = 0;
+    for _round in 0..4 {
+        let leader = cluster.wait_for_leader().await;
+        assert_ne!(leader, WITNESS);
+        cluster.crash(leader).await;
+
+        // Only the other data node and the witness remain: the new leader needed the witness's vote.
+        let survivor = if leader == NODE_A { NODE_B } else { NODE_A };
+        let new_leader = cluster.wait_for_leader().await;
+        assert_eq!(new_leader, survivor, "the witness must never lead");
+        let promote = ControlCommand::Promote { node: survivor, expected_epoch: epoch, force: false };
+        assert_eq!(propose(&cluster.nodes[&survivor], promote).await, ControlResponse::Applied { epoch: epoch + 1 });
+        epoch += 1;
+
+        cluster.restart(leader).await;
+        let state = cluster.wait_for_converged_state().await;
+        assert_eq!((state.epoch, state.active), (epoch, Some(survivor)));
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_members_keep_vote_log_and_state() {
+    let mut cluster = Cluster::start().await;
+    let leader = cluster.wait_for_leader().await;
+    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
+    propose(&cluster.nodes[&leader], promote).await;
+    let before = cluster.wait_for_converged_state().await;
+    let saved: BTreeMap<NodeId, (Vote<NodeId>, Option<u64>)> = cluster
+        .nodes
+        .iter()
+        .map(|(id, node)| {
+            let metrics = node.metrics().borrow().clone();
+            (*id, (metrics.vote, metrics.last_log_index))
+        })
+        .collect();
+
+    for id in [NODE_A, NODE_B, WITNESS] {
+        cluster.crash(id).await;
+    }
+    for id in [NODE_A, NODE_B, WITNESS] {
+        // Read the stopped member's directory the way openraft will on start.
+        let directory = cluster.configs[&id].data_dir.join("raft");
+        let mut log_store = LogStore::open(&directory).unwrap();
+        let (vote, last_log_index) = saved[&id];
+        assert_eq!(log_store.read_vote().await.unwrap(), Some(vote), "member {id} recovers its vote");
+        let log_state = log_store.get_log_state().await.unwrap();
+        assert_eq!(log_state.last_log_id.map(|id| id.index), last_log_index, "member {id} recovers its log");
+        drop(log_store);
+
+        cluster.restart(id).await;
+        assert_eq!(cluster.nodes[&id].state(), before, "member {id} recovers its applied state");
+    }
+
+    let leader = cluster.wait_for_leader().await;
+    let promote = ControlCommand::Promote { node: leader, expected_epoch: 1, force: false };
+    assert_eq!(propose(&cluster.nodes[&leader], promote).await, ControlResponse::Applied { epoch: 2 });
+    assert_eq!(cluster.wait_for_converged_state().await.epoch, 2);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_wrong_cluster_and_garbage_are_refused_without_harm() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.wait_for_leader().await;
+    let address = cluster.address(WITNESS).to_string();
+
+    let good = ClusterAuth { cluster_id: CLUSTER_ID.into(), secret: SECRET.to_vec() };
+    assert!(connect(&address, &good, 9).await.is_ok(), "the right id and secret are accepted");
+    let wrong_secret = ClusterAuth { cluster_id: CLUSTER_ID.into(), secret: b"not the cluster secret".to_vec() };
+    assert!(connect(&address, &wrong_secret, 9).await.is_err(), "a wrong secret is refused");
+    let wrong_cluster = ClusterAuth { cluster_id: "another-cluster".into(), secret: SECRET.to_vec() };
+    assert!(connect(&address, &wrong_cluster, 9).await.is_err(), "a wrong cluster id is refused");
+
+    let garbage: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        &[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x00],
+        &[0, 0, 0, 0],
+    ];
+    for bytes in garbage {
+        for id in [NODE_A, NODE_B, WITNESS] {
+            let mut stream = TcpStream::connect(cluster.address(id)).await.unwrap();
+            let _ = stream.write_all(bytes).await;
+            drop(stream);
+        }
+    }
+
+    // Every member still serves: a command commits and converges everywhere.
+    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
+    assert_eq!(propose(&cluster.nodes[&WITNESS], promote).await, ControlResponse::Applied { epoch: 1 });
+    assert_eq!(cluster.wait_for_converged_state().await.epoch, 1);
+    assert!(connect(&address, &good, 9).await.is_ok());
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn initialize_is_idempotent_and_config_is_validated() {
+    let cluster = Cluster::start().await;
+    cluster.wait_for_leader().await;
+    for node in cluster.nodes.values() {
+        node.initialize().await.expect("initialize again");
+    }
+    let state = cluster.wait_for_converged_state().await;
+    assert_eq!(state.data_nodes, [NODE_A, NODE_B].into());
+
+    let mut config = cluster.configs[&NODE_A].clone();
+    config.lease_ms = config.election_timeout_min_ms;
+    let error = ControlNode::start(config).await.err().expect("a lease as long as the election timeout is refused");
+    assert!(error.to_string().contains("lease_ms"), "{error}");
+    cluster.shutdown().await;
+}
