@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::store::keyspace::{bucket_of, BUCKET_COUNT};
-use crate::store::value::{Blob, HashValue, ListValue, SetValue};
+use crate::store::value::{Blob, HashValue, Key, ListValue, SetValue};
 use crate::store::{Bucket, Entry, Value};
 
 /// First bytes of every checkpoint file.
@@ -511,7 +511,7 @@ struct Cursor<'a> {
     at: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64, &'static str> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
@@ -534,14 +534,22 @@ impl Cursor<'_> {
         Ok(count as usize)
     }
 
-    fn blob(&mut self) -> Result<Blob, &'static str> {
+    fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
         let length = self.varint()?;
         if length > (self.bytes.len() - self.at) as u64 {
             return Err("length past the end of the chunk");
         }
         let start = self.at;
         self.at += length as usize;
-        Ok(Box::from(&self.bytes[start..self.at]))
+        Ok(&self.bytes[start..self.at])
+    }
+
+    fn blob(&mut self) -> Result<Blob, &'static str> {
+        self.bytes().map(Box::from)
+    }
+
+    fn key(&mut self) -> Result<Key, &'static str> {
+        self.bytes().map(Key::from)
     }
 
     fn byte(&mut self) -> Result<u8, &'static str> {
@@ -559,7 +567,7 @@ fn decode_bucket(cursor: &mut Cursor<'_>) -> Result<(u32, Bucket), String> {
     let count = cursor.count()?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let key = cursor.blob()?;
+        let key = cursor.key()?;
         if bucket_of(&key) != index as usize {
             return Err(format!("a key of bucket {} is recorded in bucket {index}", bucket_of(&key)));
         }
@@ -592,7 +600,7 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
             let count = cursor.count()?;
             let mut set = SetValue::with_capacity_and_hasher(count, Default::default());
             for _ in 0..count {
-                set.insert(cursor.blob()?);
+                set.insert(cursor.key()?);
             }
             Value::Set(set.into())
         }
@@ -600,7 +608,7 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
             let count = cursor.count()?;
             let mut hash = HashValue::with_capacity_and_hasher(count, Default::default());
             for _ in 0..count {
-                let field = cursor.blob()?;
+                let field = cursor.key()?;
                 hash.insert(field, cursor.blob()?);
             }
             Value::Hash(hash.into())

@@ -29,12 +29,12 @@ use rand::Rng;
 
 use super::effect::{Effect, Ttl};
 use super::glob;
-use super::value::{Blob, Entry, HashValue, Hasher, ListValue, SetValue, Value};
+use super::value::{Blob, Entry, HashValue, Hasher, Key, ListValue, SetValue, Value};
 
 /// How many buckets the keyspace has (a power of two).
 pub const BUCKET_COUNT: usize = 1 << 14;
 
-type Map = hashbrown::HashMap<Blob, Entry, Hasher>;
+type Map = hashbrown::HashMap<Key, Entry, Hasher>;
 
 /// One bucket of keys.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +55,7 @@ impl Bucket {
 impl Bucket {
     /// A bucket holding `entries` (checkpoint restore); the caller checked
     /// that each key belongs to this bucket.
-    pub fn from_entries(entries: impl IntoIterator<Item = (Blob, Entry)>) -> Bucket {
+    pub fn from_entries(entries: impl IntoIterator<Item = (Key, Entry)>) -> Bucket {
         let entries: Map = entries.into_iter().collect();
         let expiring = entries.values().filter(|entry| entry.expire_at_ms != 0).count() as u32;
         Bucket { entries, expiring }
@@ -233,7 +233,11 @@ impl Keyspace {
     fn insert(&mut self, key: &[u8], entry: Entry) {
         let expiring = entry.expire_at_ms != 0;
         let bucket = self.bucket_mut(key);
-        let previous = bucket.entries.insert(blob(key), entry);
+        // Overwriting keeps the stored key: no allocation, no second hash.
+        let previous = match bucket.entries.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, entry)),
+            None => bucket.entries.insert(Key::from(key), entry),
+        };
         let was_expiring = previous.as_ref().is_some_and(|old| old.expire_at_ms != 0);
         match (was_expiring, expiring) {
             (false, true) => bucket.expiring += 1,
@@ -380,7 +384,7 @@ impl Keyspace {
             Effect::HashSet { key, pairs } => {
                 let hash = hash_mut(self.value_mut(key, new_hash));
                 for (field, value) in pairs {
-                    hash.insert(blob(field), blob(value));
+                    hash.insert(Key::from(&field[..]), blob(value));
                 }
             }
             Effect::HashDelete { key, fields } => {
@@ -396,12 +400,12 @@ impl Keyspace {
                 let hash = hash_mut(self.value_mut(key, new_hash));
                 let current = hash.get(&field[..]).map_or(0, |old| parse_stored_integer(old));
                 let next = current.checked_add(*delta).expect("HINCRBY overflow was refused before the effect");
-                hash.insert(blob(field), next.to_string().into_bytes().into_boxed_slice());
+                hash.insert(Key::from(&field[..]), next.to_string().into_bytes().into_boxed_slice());
             }
             Effect::SetAdd { key, members } => {
                 let set = set_mut(self.value_mut(key, new_set));
                 for member in members {
-                    set.insert(blob(member));
+                    set.insert(Key::from(&member[..]));
                 }
             }
             Effect::SetRemove { key, members } => {
@@ -547,7 +551,7 @@ impl Keyspace {
                 return Some(Bytes::copy_from_slice(key));
             }
         }
-        let live: Vec<&Blob> = self
+        let live: Vec<&Key> = self
             .buckets
             .iter()
             .flat_map(|bucket| bucket.entries.iter())
@@ -760,7 +764,7 @@ mod tests {
         let mut copy = Keyspace::new();
         copy.apply(&Effect::Set { key: b("stale"), value: b("x"), ttl: Ttl::At(5) });
         for (index, bucket) in snapshot.buckets().iter().enumerate() {
-            let entries = bucket.entries().map(|(key, entry)| (blob(key), entry.clone()));
+            let entries = bucket.entries().map(|(name, entry)| (Key::from(name), entry.clone()));
             copy.replace_bucket(index, Bucket::from_entries(entries));
         }
         copy.check_counts();

@@ -3,16 +3,91 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Bytes of a key or a string value, stored without spare capacity.
+/// Bytes of a string value or list element, stored without spare capacity.
 pub type Blob = Box<[u8]>;
+
+/// Longest key kept inline in a [`Key`].
+pub const KEY_INLINE_BYTES_MAX: usize = 22;
+
+/// A key (also a hash field or set member): short ones, the common case, sit
+/// inline in the hash table's slot, so a lookup compares bytes without
+/// chasing a pointer and storing one allocates nothing; longer ones go to the
+/// heap. Hashes, compares and borrows exactly as its bytes (`[u8]`), so maps
+/// are queried with plain byte slices.
+#[derive(Clone)]
+pub struct Key(KeyBytes);
+
+#[derive(Clone)]
+enum KeyBytes {
+    Inline { length: u8, bytes: [u8; KEY_INLINE_BYTES_MAX] },
+    Heap(Box<[u8]>),
+}
+
+const _: () = assert!(std::mem::size_of::<Key>() == 24);
+
+impl Key {
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyBytes::Inline { length, bytes } => &bytes[..*length as usize],
+            KeyBytes::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(source: &[u8]) -> Key {
+        if source.len() <= KEY_INLINE_BYTES_MAX {
+            let mut bytes = [0u8; KEY_INLINE_BYTES_MAX];
+            bytes[..source.len()].copy_from_slice(source);
+            Key(KeyBytes::Inline { length: source.len() as u8, bytes })
+        } else {
+            Key(KeyBytes::Heap(Box::from(source)))
+        }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    // Must hash exactly as `[u8]` does, for `Borrow<[u8]>` lookups.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
 
 /// The hasher of the collections inside values (fast, randomly seeded per process).
 pub type Hasher = foldhash::fast::RandomState;
 
 /// A hash value: field → value.
-pub type HashValue = hashbrown::HashMap<Blob, Blob, Hasher>;
+pub type HashValue = hashbrown::HashMap<Key, Blob, Hasher>;
 /// A set value.
-pub type SetValue = hashbrown::HashSet<Blob, Hasher>;
+pub type SetValue = hashbrown::HashSet<Key, Hasher>;
 /// A list value.
 pub type ListValue = VecDeque<Blob>;
 
@@ -67,5 +142,27 @@ impl Entry {
     /// Whether the key is logically gone at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expire_at_ms != 0 && self.expire_at_ms <= now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_every_length_hash_and_compare_as_their_bytes() {
+        use std::hash::BuildHasher;
+        let state = foldhash::fast::FixedState::with_seed(1);
+        for length in [0, 1, KEY_INLINE_BYTES_MAX - 1, KEY_INLINE_BYTES_MAX, KEY_INLINE_BYTES_MAX + 1, 300] {
+            let bytes: Vec<u8> = (0..length).map(|index| index as u8).collect();
+            let key = Key::from(&bytes[..]);
+            assert_eq!(key.as_bytes(), &bytes[..]);
+            assert_eq!(state.hash_one(&key), state.hash_one(&bytes[..]), "length {length}");
+            assert_eq!(key, key.clone());
+        }
+        let mut set = SetValue::default();
+        set.insert(Key::from(&b"member"[..]));
+        assert!(set.contains(&b"member"[..]));
+        assert!(!set.contains(&b"other"[..]));
     }
 }
