@@ -156,15 +156,9 @@ fn hincrbyfloat(context: &mut DataContext, args: &[Bytes]) -> Reply {
     if !delta.is_finite() {
         return Err(CommandError::err("value is NaN or Infinity"));
     }
-    let current = match field_value(context.hash(&args[1])?, &args[2]) {
-        None => 0.0,
-        Some(value) => args::parse_float(value).ok_or(CommandError::err("hash value is not a float"))?,
-    };
-    let next = current + delta;
-    if !next.is_finite() {
-        return Err(CommandError::err("increment would produce NaN or Infinity"));
-    }
-    let text = Bytes::from(tandem_resp::format_double(next));
+    let current = field_value(context.hash(&args[1])?, &args[2]).unwrap_or(b"0");
+    let not_float = CommandError::err("hash value is not a float");
+    let text = Bytes::from(super::float_text::add_float_texts(current, &args[3], not_float)?);
     context.emit(Effect::HashSet { key: args[1].clone(), pairs: vec![(args[2].clone(), text.clone())] });
     Ok(Frame::Bulk(text))
 }

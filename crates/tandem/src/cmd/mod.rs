@@ -16,6 +16,7 @@
 pub mod args;
 pub mod context;
 pub mod error;
+pub mod float_text;
 #[cfg(test)]
 pub mod harness;
 pub mod hashes;

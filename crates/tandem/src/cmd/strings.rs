@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tandem_resp::Frame;
 
 use super::args::{self, is};
+use super::float_text;
 use super::table::{spec, CommandSpec, Flags};
 use super::{CommandError, DataContext, Reply};
 use crate::limits;
@@ -322,16 +323,8 @@ fn decrby(context: &mut DataContext, args: &[Bytes]) -> Reply {
 /// `INCRBYFLOAT key increment` — the result is stored as text, so replay
 /// does not depend on floating-point rounding.
 fn incrbyfloat(context: &mut DataContext, args: &[Bytes]) -> Reply {
-    let delta = args::float(&args[2])?;
-    let current = match context.string(&args[1])? {
-        None => 0.0,
-        Some(bytes) => args::float(bytes)?,
-    };
-    let next = current + delta;
-    if !next.is_finite() {
-        return Err(CommandError::err("increment would produce NaN or Infinity"));
-    }
-    let text = Bytes::from(tandem_resp::format_double(next));
+    let current = context.string(&args[1])?.unwrap_or(b"0");
+    let text = Bytes::from(float_text::add_float_texts(current, &args[2], CommandError::NotFloat)?);
     context.emit(Effect::Set { key: args[1].clone(), value: text.clone(), ttl: Ttl::Keep });
     Ok(Frame::Bulk(text))
 }
