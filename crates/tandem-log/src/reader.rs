@@ -33,6 +33,7 @@ pub fn read_from(dir: &Path, start: LogIndex, options: &LogOptions) -> Result<Lo
         current: None,
         next_index: wanted,
         finished: true,
+        failed: false,
     };
     let Some(first) = segments.first() else {
         return Ok(reader);
@@ -58,6 +59,8 @@ pub struct LogReader {
     current: Option<OpenSegment>,
     next_index: u64,
     finished: bool,
+    /// Set when a read failed: `resume` must not continue past damage.
+    failed: bool,
 }
 
 /// The segment being read and the offset of its next frame.
@@ -73,6 +76,32 @@ impl LogReader {
     /// The index of the next record this reader would return; where a later reader resumes.
     pub fn next_index(&self) -> LogIndex {
         LogIndex(self.next_index.max(self.start))
+    }
+
+    /// Lets a reader that reached the end of a live log return the records written since:
+    /// iteration continues from `next_index()` without rereading the segment (a new
+    /// `read_from` would scan its segment from the start). A reader that failed stays done.
+    pub fn resume(&mut self) -> Result<(), LogError> {
+        if !self.finished {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            // The log was empty when this reader started: find the segment now.
+            let segments = list_segments(&self.dir)?;
+            let wanted = self.next_index();
+            let Some(first) = segments.first() else {
+                return Ok(());
+            };
+            if first.first_index > wanted.0 {
+                return Err(LogError::Unavailable { requested: wanted, first_available: LogIndex(first.first_index) });
+            }
+            let position = segments.partition_point(|segment| segment.first_index <= wanted.0) - 1;
+            let segment = open_segment(&segments[position])?;
+            self.next_index = segment.first_index;
+            self.current = Some(segment);
+        }
+        self.finished = self.failed;
+        Ok(())
     }
 
     /// Reads the next record of any index, moving across segments.
@@ -151,6 +180,7 @@ impl Iterator for LogReader {
                 Ok(None) => self.finished = true,
                 Err(error) => {
                     self.finished = true;
+                    self.failed = true;
                     return Some(Err(error));
                 }
             }

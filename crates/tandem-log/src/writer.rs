@@ -29,7 +29,7 @@ use crate::format::{
 };
 use crate::progress::{Progress, ProgressState};
 use crate::recovery::Recovery;
-use crate::types::{Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId};
+use crate::types::{Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId, Record};
 
 /// How often `FsyncPolicy::EverySecond` fsyncs, and how long the idle writer sleeps.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -259,8 +259,44 @@ impl Log {
         origin: NodeId,
         write_payload: impl FnOnce(&mut PayloadWriter<'_>) -> Result<(), E>,
     ) -> Result<LogIndex, E> {
+        match self.append_at(None, epoch, hlc, origin, write_payload)? {
+            Ok(index) => Ok(index),
+            Err(_) => unreachable!("an append without an expected index always gets the next one"),
+        }
+    }
+
+    /// Appends a record another log already numbered (replication: a standby keeps every
+    /// record at the index the active gave it), so that both logs are the same sequence.
+    ///
+    /// Returns `Err(next)`, appending nothing, unless `record.index` is exactly the index
+    /// this log assigns next (`last_index() + 1`): a gap or a repeat is the sender's error,
+    /// never silently renumbered. Panics if the payload exceeds `record_bytes_max`.
+    pub fn append_replicated(&self, record: &Record) -> Result<LogIndex, LogIndex> {
+        self.assert_payload_fits(record.payload.len());
+        let appended = self.append_at(Some(record.index), record.epoch, record.hlc, record.origin, |writer| {
+            writer.extend_from_slice(&record.payload);
+            Ok::<(), Infallible>(())
+        });
+        match appended {
+            Ok(result) => result,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `append_with`, refusing (inner `Err(next)`) when `expected` is not the next index.
+    fn append_at<E>(
+        &self,
+        expected: Option<LogIndex>,
+        epoch: Epoch,
+        hlc: u64,
+        origin: NodeId,
+        write_payload: impl FnOnce(&mut PayloadWriter<'_>) -> Result<(), E>,
+    ) -> Result<Result<LogIndex, LogIndex>, E> {
         let mut pending = self.shared.pending.lock();
         let index = LogIndex(pending.next_index);
+        if expected.is_some_and(|expected| expected != index) {
+            return Ok(Err(index));
+        }
         let was_empty = pending.buffer.is_empty();
         let start = begin_frame(&mut pending.buffer, index, epoch, hlc, origin);
         let frame = UnfinishedFrame { buffer: &mut pending.buffer, start };
@@ -281,7 +317,7 @@ impl Log {
         if was_empty && !self.shared.inline_writes.load(Ordering::Relaxed) {
             self.shared.wake.notify_one();
         }
-        Ok(index)
+        Ok(Ok(index))
     }
 
     fn assert_payload_fits(&self, payload_bytes: usize) {

@@ -47,6 +47,8 @@ pub struct Config {
     /// Threads serving clients: 1 runs every connection on one thread, as
     /// Redis does (no lock contention, no cross-thread wake-ups).
     pub worker_threads: usize,
+    /// The cluster this node belongs to; `None` runs a standalone node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The TOML file's shape: every field optional, unknown fields refused.
@@ -106,6 +108,146 @@ pub struct FileConfig {
     pub checkpoint_retain_full: Option<u32>,
     pub checkpoint_chain_max: Option<u32>,
     pub worker_threads: Option<usize>,
+    pub cluster: Option<ClusterFile>,
+}
+
+/// The `[cluster]` section's shape: every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub cluster_id: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub node_id: Option<u32>,
+    pub members: Option<Vec<MemberFile>>,
+    pub mode: Option<String>,
+    pub standby: Option<String>,
+    pub ack_mode: Option<String>,
+    pub sync_timeout_ms: Option<u64>,
+    pub max_lag_records: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+    pub detector_dead_min_ms: Option<u64>,
+    pub detector_dead_max_ms: Option<u64>,
+    pub initial_active: Option<u32>,
+    pub replica_read: Option<bool>,
+}
+
+/// One `[[cluster.members]]` entry's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    pub id: Option<u32>,
+    pub role: Option<String>,
+    pub client: Option<String>,
+    pub peer: Option<String>,
+    pub admin: Option<String>,
+}
+
+/// A validated `[cluster]` section.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Names the cluster; a peer from another cluster is refused.
+    pub cluster_id: String,
+    /// The shared secret peers prove they know (HMAC-SHA256), never sent.
+    pub secret: Secret,
+    /// This node's member id.
+    pub node_id: u32,
+    /// Every member: two data nodes and, optionally, a witness.
+    pub members: Vec<Member>,
+    /// How ack replies wait for the standby.
+    pub ack_mode: AckMode,
+    /// Semi-sync: how long a write waits for the standby before the active continues alone.
+    pub sync_timeout_ms: u64,
+    /// Async: how many records the standby may lag before writes wait for it (0 = no bound).
+    pub max_lag_records: u64,
+    /// Interval between heartbeats on the replication connection.
+    pub heartbeat_ms: u64,
+    /// The failure detector's floor and ceiling.
+    pub detector: crate::failover::detector::Settings,
+    /// The data node that is active at start (until the control plane decides).
+    pub initial_active: u32,
+    /// Whether a standby serves reads.
+    pub replica_read: bool,
+}
+
+/// The shared cluster secret; `Debug` does not print it.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(…)")
+    }
+}
+
+/// Least length of the cluster secret, so that it cannot be guessed online.
+pub const SECRET_BYTES_MIN: usize = 16;
+
+/// What a member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberRole {
+    /// Holds data, serves clients, can be active.
+    Data,
+    /// Votes in the control plane only.
+    Witness,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its id, unique in the cluster.
+    pub id: u32,
+    /// Data node or witness.
+    pub role: MemberRole,
+    /// Where clients reach it (data nodes).
+    pub client: Option<std::net::SocketAddr>,
+    /// Where peers reach it: replication (data nodes) and the control plane.
+    pub peer: std::net::SocketAddr,
+    /// Its admin HTTP address, if any.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+/// When a write's reply may leave, relative to the standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// After the standby persisted the record; blocks while it is away.
+    Sync,
+    /// Like sync, but after `sync_timeout_ms` without the standby the active continues
+    /// alone and the standby is no longer in sync.
+    SemiSync,
+    /// After the local write; the standby's lag is reported (and bounded by `max_lag_records`).
+    Async,
+}
+
+impl AckMode {
+    /// The configuration spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Sync => "sync",
+            AckMode::SemiSync => "semi-sync",
+            AckMode::Async => "async",
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The member entry of this node.
+    pub fn this_member(&self) -> &Member {
+        self.member(self.node_id).expect("validated: node_id is a member")
+    }
+
+    /// The member with this id.
+    pub fn member(&self, id: u32) -> Option<&Member> {
+        self.members.iter().find(|member| member.id == id)
+    }
+
+    /// The other data node: the one this node replicates to or from.
+    pub fn peer_data_member(&self) -> &Member {
+        self.members
+            .iter()
+            .find(|member| member.role == MemberRole::Data && member.id != self.node_id)
+            .expect("validated: two data members")
+    }
 }
 
 /// A configuration error; the text names the field.
@@ -137,6 +279,7 @@ impl FileConfig {
     /// Validates the file's values, filling in defaults.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let port = self.port.unwrap_or(6379);
+        let bind_given = self.bind.clone();
         let bind_text = self.bind.unwrap_or_else(|| "127.0.0.1".to_string());
         let bind = bind_text.parse().map_err(|_| invalid("bind", format!("`{bind_text}` is not an IP address")))?;
         let appendfsync = match self.appendfsync {
@@ -191,7 +334,26 @@ impl FileConfig {
                 }
             },
             worker_threads: self.worker_threads.unwrap_or(1),
+            cluster: None,
         };
+        let mut config = config;
+        if let Some(cluster) = self.cluster {
+            let cluster = cluster.validate()?;
+            if self.node_id.is_some_and(|node_id| node_id != cluster.node_id) {
+                return Err(invalid("node_id", "differs from cluster.node_id; give only cluster.node_id"));
+            }
+            config.node_id = cluster.node_id;
+            if let Some(client) = cluster.this_member().client {
+                // The member's client address is where this node listens unless `bind`/`port` say otherwise.
+                if bind_given.is_none() {
+                    config.bind = client.ip();
+                }
+                if self.port.is_none() {
+                    config.port = client.port();
+                }
+            }
+            config.cluster = Some(cluster);
+        }
         config.check()?;
         Ok(config)
     }
@@ -281,6 +443,158 @@ impl Config {
     }
 }
 
+impl ClusterFile {
+    /// Validates the `[cluster]` section; errors name the field as `cluster.<field>`.
+    pub fn validate(self) -> Result<ClusterConfig, ConfigError> {
+        let cluster_id = self.cluster_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| {
+            invalid("cluster.cluster_id", "is required: it names the cluster, and peers of another are refused")
+        })?;
+        let secret = cluster_secret(self.secret, self.secret_file)?;
+        let members = self
+            .members
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(position, member)| member.validate(position))
+            .collect::<Result<Vec<Member>, ConfigError>>()?;
+        check_members(&members)?;
+        let node_id = self.node_id.ok_or_else(|| invalid("cluster.node_id", "is required: this node's member id"))?;
+        match members.iter().find(|member| member.id == node_id) {
+            None => return Err(invalid("cluster.node_id", format!("{node_id} is not the id of any member"))),
+            Some(member) if member.role != MemberRole::Data => {
+                return Err(invalid("cluster.node_id", format!("member {node_id} is a witness, not a data node")))
+            }
+            Some(_) => {}
+        }
+        match self.mode.as_deref() {
+            None | Some("active-passive") => {}
+            Some(other) => {
+                return Err(invalid("cluster.mode", format!("`{other}` is not supported; only active-passive is")))
+            }
+        }
+        match self.standby.as_deref() {
+            None | Some("hot") => {}
+            Some(other) => return Err(invalid("cluster.standby", format!("`{other}` is not supported; only hot is"))),
+        }
+        let ack_mode = match self.ack_mode.as_deref() {
+            None | Some("sync") => AckMode::Sync,
+            Some("semi-sync") => AckMode::SemiSync,
+            Some("async") => AckMode::Async,
+            Some(other) => {
+                return Err(invalid("cluster.ack_mode", format!("`{other}` is not one of sync, semi-sync, async")))
+            }
+        };
+        let heartbeat_ms = self.heartbeat_ms.unwrap_or(limits::HEARTBEAT_MS_DEFAULT);
+        if !(1..=limits::HEARTBEAT_MS_MAX).contains(&heartbeat_ms) {
+            return Err(invalid("cluster.heartbeat_ms", format!("must be between 1 and {}", limits::HEARTBEAT_MS_MAX)));
+        }
+        let detector = crate::failover::detector::Settings {
+            heartbeat_ms,
+            dead_after_min_ms: self.detector_dead_min_ms.unwrap_or(limits::DETECTOR_DEAD_MIN_MS_DEFAULT),
+            dead_after_max_ms: self.detector_dead_max_ms.unwrap_or(limits::DETECTOR_DEAD_MAX_MS_DEFAULT),
+        };
+        detector.check().map_err(|message| invalid("cluster.detector_dead_min_ms", message))?;
+        let sync_timeout_ms = self.sync_timeout_ms.unwrap_or(limits::SYNC_TIMEOUT_MS_DEFAULT);
+        if sync_timeout_ms == 0 {
+            return Err(invalid("cluster.sync_timeout_ms", "must be at least 1"));
+        }
+        let data_ids: Vec<u32> =
+            members.iter().filter(|member| member.role == MemberRole::Data).map(|member| member.id).collect();
+        let initial_active = self.initial_active.ok_or_else(|| {
+            invalid("cluster.initial_active", "is required until the control plane elects the active")
+        })?;
+        if !data_ids.contains(&initial_active) {
+            return Err(invalid("cluster.initial_active", format!("{initial_active} is not a data member")));
+        }
+        Ok(ClusterConfig {
+            cluster_id,
+            secret,
+            node_id,
+            members,
+            ack_mode,
+            sync_timeout_ms,
+            max_lag_records: self.max_lag_records.unwrap_or(limits::MAX_LAG_RECORDS_DEFAULT),
+            heartbeat_ms,
+            detector,
+            initial_active,
+            replica_read: self.replica_read.unwrap_or(true),
+        })
+    }
+}
+
+/// The secret from `secret` or `secret_file` (exactly one), at least `SECRET_BYTES_MIN` long.
+fn cluster_secret(secret: Option<String>, secret_file: Option<PathBuf>) -> Result<Secret, ConfigError> {
+    let bytes = match (secret, secret_file) {
+        (Some(_), Some(_)) => return Err(invalid("cluster.secret", "give either secret or secret_file, not both")),
+        (None, None) => {
+            return Err(invalid("cluster.secret", "is required (or cluster.secret_file): peers authenticate with it"))
+        }
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| invalid("cluster.secret_file", format!("cannot read {}: {error}", path.display())))?;
+            text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+        }
+    };
+    if bytes.len() < SECRET_BYTES_MIN {
+        return Err(invalid("cluster.secret", format!("must be at least {SECRET_BYTES_MIN} bytes")));
+    }
+    Ok(Secret(bytes))
+}
+
+/// Unique ids and addresses, exactly two data nodes, at most one witness.
+fn check_members(members: &[Member]) -> Result<(), ConfigError> {
+    let mut ids = std::collections::HashSet::new();
+    for member in members {
+        if !ids.insert(member.id) {
+            return Err(invalid("cluster.members", format!("two members have the id {}", member.id)));
+        }
+    }
+    let data = members.iter().filter(|member| member.role == MemberRole::Data).count();
+    if data != 2 {
+        return Err(invalid("cluster.members", format!("needs exactly 2 data members, found {data}")));
+    }
+    if members.len() - data > 1 {
+        return Err(invalid("cluster.members", "at most one witness"));
+    }
+    let mut peers = std::collections::HashSet::new();
+    for member in members {
+        if !peers.insert(member.peer) {
+            return Err(invalid("cluster.members", format!("two members have the peer address {}", member.peer)));
+        }
+    }
+    Ok(())
+}
+
+impl MemberFile {
+    fn validate(self, position: usize) -> Result<Member, ConfigError> {
+        let field = "cluster.members";
+        let id = self.id.ok_or_else(|| invalid(field, format!("member #{} has no id", position + 1)))?;
+        let role = match self.role.as_deref() {
+            None | Some("data") => MemberRole::Data,
+            Some("witness") => MemberRole::Witness,
+            Some(other) => {
+                return Err(invalid(field, format!("member {id}: role `{other}` is not one of data, witness")))
+            }
+        };
+        let address = |name: &str, text: Option<String>| -> Result<Option<std::net::SocketAddr>, ConfigError> {
+            text.map(|text| {
+                text.parse()
+                    .map_err(|_| invalid(field, format!("member {id}: {name} `{text}` is not an ip:port address")))
+            })
+            .transpose()
+        };
+        let client = address("client", self.client)?;
+        let peer =
+            address("peer", self.peer)?.ok_or_else(|| invalid(field, format!("member {id} has no peer address")))?;
+        let admin = address("admin", self.admin)?;
+        if role == MemberRole::Data && client.is_none() {
+            return Err(invalid(field, format!("data member {id} has no client address")));
+        }
+        Ok(Member { id, role, client, peer, admin })
+    }
+}
+
 /// Parses a size such as `100mb`, `1gb`, `4096` or a TOML integer, like Redis's memory units.
 pub fn parse_size(text: &str) -> Option<u64> {
     let lower = text.trim().to_ascii_lowercase();
@@ -342,5 +656,71 @@ mod tests {
         assert!(file.validate().unwrap_err().to_string().contains("`maxmemory`"));
         let error = toml::from_str::<FileConfig>("prot = 1").unwrap_err().to_string();
         assert!(error.contains("prot"), "{error}");
+    }
+    const CLUSTER: &str = r#"
+[cluster]
+cluster_id = "test"
+secret = "0123456789abcdef0123"
+node_id = 1
+initial_active = 1
+members = [
+  { id = 1, role = "data", client = "127.0.0.1:7001", peer = "127.0.0.1:17101" },
+  { id = 2, role = "data", client = "127.0.0.1:7002", peer = "127.0.0.1:17102" },
+  { id = 3, role = "witness", peer = "127.0.0.1:17103" },
+]
+"#;
+
+    fn cluster_error(edit: impl Fn(&str) -> String) -> String {
+        let file: FileConfig = toml::from_str(&edit(CLUSTER)).unwrap();
+        file.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_cluster_section_validates_with_defaults() {
+        let file: FileConfig = toml::from_str(CLUSTER).unwrap();
+        let config = file.validate().unwrap();
+        let cluster = config.cluster.as_ref().unwrap();
+        assert_eq!(cluster.ack_mode, AckMode::Sync);
+        assert_eq!(cluster.heartbeat_ms, limits::HEARTBEAT_MS_DEFAULT);
+        assert!(cluster.replica_read);
+        assert_eq!(cluster.peer_data_member().id, 2);
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.port, 7001, "the member's client address is the default listen address");
+        assert!(!format!("{cluster:?}").contains("0123456789abcdef"), "Debug must not print the secret");
+    }
+
+    #[test]
+    fn cluster_errors_name_the_field() {
+        let duplicate = cluster_error(|text| text.replace("id = 3", "id = 2"));
+        assert!(duplicate.contains("`cluster.members`") && duplicate.contains("id 2"), "{duplicate}");
+        let three =
+            cluster_error(|text| text.replace("role = \"witness\"", "role = \"data\", client = \"127.0.0.1:7003\""));
+        assert!(three.contains("`cluster.members`") && three.contains("exactly 2 data"), "{three}");
+        let no_secret = cluster_error(|text| text.replace("secret = \"0123456789abcdef0123\"", ""));
+        assert!(no_secret.contains("`cluster.secret`"), "{no_secret}");
+        let short = cluster_error(|text| text.replace("0123456789abcdef0123", "short"));
+        assert!(short.contains("`cluster.secret`"), "{short}");
+        let mode = cluster_error(|text| text.replace("node_id = 1", "node_id = 1\nack_mode = \"maybe\""));
+        assert!(mode.contains("`cluster.ack_mode`"), "{mode}");
+        let witness = cluster_error(|text| text.replace("node_id = 1", "node_id = 3"));
+        assert!(witness.contains("`cluster.node_id`"), "{witness}");
+        let active = cluster_error(|text| text.replace("initial_active = 1", "initial_active = 3"));
+        assert!(active.contains("`cluster.initial_active`"), "{active}");
+        let missing = cluster_error(|text| text.replace("cluster_id = \"test\"", ""));
+        assert!(missing.contains("`cluster.cluster_id`"), "{missing}");
+    }
+
+    #[test]
+    fn the_secret_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "fedcba9876543210fedcba\n").unwrap();
+        let text = CLUSTER
+            .replace("secret = \"0123456789abcdef0123\"", &format!("secret_file = {:?}", path.display().to_string()));
+        let config = toml::from_str::<FileConfig>(&text).unwrap().validate().unwrap();
+        assert_eq!(config.cluster.unwrap().secret.0, b"fedcba9876543210fedcba");
+        let missing = text.replace("secret\"", "absent\"");
+        let error = toml::from_str::<FileConfig>(&missing).unwrap().validate().unwrap_err().to_string();
+        assert!(error.contains("`cluster.secret_file`"), "{error}");
     }
 }

@@ -11,14 +11,14 @@
 //!   index of its own record or, for a read, the last index it could see.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tandem_log::{Epoch, FsyncPolicy, Log, LogIndex, LogOptions, NodeId, Progress};
+use tandem_log::{Epoch, FsyncPolicy, Log, LogIndex, LogOptions, NodeId, Progress, Record};
 use tandem_resp::Frame;
 
 use crate::cmd::{CommandError, CommandSpec, DataContext, Handler};
@@ -58,7 +58,11 @@ pub struct Database {
     progress: Progress,
     fsync: FsyncPolicy,
     node: NodeId,
+    /// The epoch new records are stamped with; set by the replication plane.
     epoch: AtomicU64,
+    /// False on a standby: its records come only from the active (`apply_replicated`),
+    /// so nothing local — a client write, active expiry — may append to its log.
+    writable: AtomicBool,
     /// Keys changed since start (INFO `rdb_changes_since_last_save` analogue).
     changes: AtomicU64,
     /// Bytes of payload appended to the log since start.
@@ -93,6 +97,20 @@ pub enum OpenError {
     /// The checkpoints and the log do not make a state to start from.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::RestoreError),
+}
+
+/// Why a replicated record was refused (`Database::apply_replicated`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicatedError {
+    /// Not the index this log assigns next: a gap or a repeat.
+    #[error("record {found} is not the next index {expected}")]
+    NotNext { expected: LogIndex, found: LogIndex },
+    /// The payload exceeds the log's record limit.
+    #[error("record {index} has a payload of {bytes} bytes, above the record limit")]
+    TooLarge { index: LogIndex, bytes: usize },
+    /// The payload does not decode as effects.
+    #[error("record {index} does not decode as effects: {reason}")]
+    BadPayload { index: LogIndex, reason: String },
 }
 
 impl Database {
@@ -143,6 +161,7 @@ impl Database {
             fsync,
             node,
             epoch: AtomicU64::new(0),
+            writable: AtomicBool::new(true),
             changes: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
             restored,
@@ -152,6 +171,10 @@ impl Database {
 
     /// Runs one data command. `spec.handler` must be `Handler::Data`.
     pub fn execute(&self, spec: &CommandSpec, args: &[Bytes]) -> Executed {
+        if spec.is_write() && !self.is_writable() {
+            // The session refuses writes on a standby first; this guards the log's contiguity.
+            return Executed { reply: CommandError::ReadOnly.to_frame(), ticket: self.log.last_index() };
+        }
         if spec.is_write() {
             if let Err(error) = check_write_size(std::iter::once(args)) {
                 return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
@@ -170,6 +193,9 @@ impl Database {
     pub fn execute_transaction(&self, queued: &[&Queued], watched: &[(Bytes, u64)]) -> Executed {
         if let Err(error) = check_write_size(queued.iter().filter(|q| q.spec.is_write()).map(|q| &q.args[..])) {
             return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
+        }
+        if !self.is_writable() && queued.iter().any(|q| q.spec.is_write()) {
+            return Executed { reply: CommandError::ReadOnly.to_frame(), ticket: self.log.last_index() };
         }
         let mut locked = self.locked.lock();
         if watched.iter().any(|(key, version)| locked.keyspace.watch_version(key) != *version) {
@@ -245,6 +271,9 @@ impl Database {
     /// One active-expiry pass: deletes up to `budget` keys' worth of expired
     /// keys through logged effects. Returns how many were deleted.
     pub fn expire_pass(&self, budget: usize) -> usize {
+        if !self.is_writable() {
+            return 0; // a standby deletes expired keys when the active's deletions arrive
+        }
         let mut locked = self.locked.lock();
         let now_ms = unix_ms();
         let expired = locked.keyspace.expired_keys(now_ms, budget);
@@ -284,6 +313,49 @@ impl Database {
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Sets the epoch new records are stamped with (the replication plane's role changes).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Whether local writes may append to the log (false on a standby).
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// Allows or forbids local writes; taken under the keyspace lock so that no command
+    /// that began before the change appends after it.
+    pub fn set_writable(&self, writable: bool) {
+        let _locked = self.locked.lock();
+        self.writable.store(writable, Ordering::Release);
+    }
+
+    /// Standby: persists a record the active sent at its own index and applies its effects,
+    /// both under the keyspace lock (log order is apply order, as for local writes).
+    ///
+    /// Refuses, changing nothing, a record that is not the next index, whose payload is too
+    /// large or does not decode as effects: the sender is then faulty and is disconnected.
+    pub fn apply_replicated(&self, record: &Record) -> Result<LogIndex, ReplicatedError> {
+        if record.payload.len() > limits::LOG_RECORD_BYTES_MAX as usize {
+            return Err(ReplicatedError::TooLarge { index: record.index, bytes: record.payload.len() });
+        }
+        let effects = effect::decode(&record.payload)
+            .map_err(|error| ReplicatedError::BadPayload { index: record.index, reason: error.to_string() })?;
+        let mut locked = self.locked.lock();
+        assert!(!self.is_writable(), "replicated records are applied only on a standby");
+        let index = self
+            .log
+            .append_replicated(record)
+            .map_err(|expected| ReplicatedError::NotNext { expected, found: record.index })?;
+        for effect in &effects {
+            locked.keyspace.apply(effect);
+        }
+        drop(locked);
+        self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
+        self.log_bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
+        Ok(index)
     }
 
     /// Log bytes appended but not yet handed to the OS.

@@ -12,12 +12,17 @@
 //!   group commit, replay, check and repair.
 //! * [`checkpoint`] — policy, cut, file format, restore: the keyspace saved
 //!   at several intervals so a restart loads it plus the log tail.
+//! * [`repl`] — the replication plane: the active streams log records to the
+//!   hot standby (same indexes), replies wait per ack mode; handshake, wire.
+//! * [`failover`] — the failure detector (pure: heartbeats and `now` in,
+//!   alive/suspect/dead out); promotion and fencing come with the control plane.
 //!
 //! # The write path
 //! client ─RESP→ `server` → `cmd::lookup` → handler under the keyspace lock
 //! → `DataContext::emit` (apply + collect effects) → `Log::append` (one
 //! record per command or `EXEC`) → reply released once the record is as
-//! durable as `appendfsync` promises.
+//! durable as `appendfsync` promises — and, in a cluster, as replicated as
+//! the ack mode promises (`sync`: the standby persisted it too).
 
 pub mod admin;
 pub mod checkpoint;
@@ -26,8 +31,10 @@ pub mod cmd;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod failover;
 pub mod limits;
 pub mod logcheck;
 pub mod node;
+pub mod repl;
 pub mod server;
 pub mod store;

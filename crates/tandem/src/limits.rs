@@ -58,7 +58,37 @@ pub const CHECKPOINT_CHAIN_MAX: u32 = 1024;
 /// Pause after a failed automatic checkpoint (Redis waits 5 s after a failed BGSAVE).
 pub const CHECKPOINT_RETRY_AFTER_FAILURE_MS: u64 = 5_000;
 
+/// Interval between replication heartbeats, default.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
+/// Ceiling for `heartbeat_ms`.
+pub const HEARTBEAT_MS_MAX: u64 = 10_000;
+/// Least silence before the failure detector declares a peer dead, default: a pause
+/// shorter than this never fails a node over.
+pub const DETECTOR_DEAD_MIN_MS_DEFAULT: u64 = 600;
+/// Most silence before the failure detector declares a peer dead, default, however
+/// jittery the link.
+pub const DETECTOR_DEAD_MAX_MS_DEFAULT: u64 = 3_000;
+/// Semi-sync: how long a write waits for the standby before continuing alone, default.
+pub const SYNC_TIMEOUT_MS_DEFAULT: u64 = 500;
+/// Async: records the standby may lag before writes wait for it, default.
+pub const MAX_LAG_RECORDS_DEFAULT: u64 = 100_000;
+/// Largest replication frame before the handshake completes: an unauthenticated peer
+/// cannot make this node allocate more.
+pub const PEER_HANDSHAKE_FRAME_BYTES_MAX: usize = 4 * 1024;
+/// Largest replication frame: one record of the largest size, plus framing.
+pub const PEER_FRAME_BYTES_MAX: usize = LOG_RECORD_BYTES_MAX as usize + 64 * 1024;
+/// Record bytes the active puts in one `Records` message (at least one record always goes).
+pub const PEER_BATCH_BYTES_SOFT_MAX: usize = 1024 * 1024;
+/// How long a peer connection attempt or handshake may take.
+pub const PEER_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Longest pause between a standby's attempts to reconnect to the active.
+pub const PEER_RECONNECT_MAX_MS: u64 = 1_000;
+
 const _: () = assert!(BULK_BYTES_MAX_DEFAULT <= BULK_BYTES_MAX_CEILING);
+const _: () = assert!(HEARTBEAT_MS_DEFAULT * 2 <= DETECTOR_DEAD_MIN_MS_DEFAULT);
+const _: () = assert!(DETECTOR_DEAD_MIN_MS_DEFAULT <= DETECTOR_DEAD_MAX_MS_DEFAULT);
+const _: () = assert!(PEER_BATCH_BYTES_SOFT_MAX < PEER_FRAME_BYTES_MAX);
+const _: () = assert!(PEER_HANDSHAKE_FRAME_BYTES_MAX < PEER_BATCH_BYTES_SOFT_MAX);
 const _: () = assert!(CHECKPOINT_CHAIN_DEFAULT <= CHECKPOINT_CHAIN_MAX);
 const _: () = assert!(CHECKPOINT_INCREMENTAL_SECONDS_DEFAULT <= CHECKPOINT_FULL_SECONDS_DEFAULT);
 const _: () = assert!(BULK_BYTES_MAX_CEILING <= WRITE_ARGUMENTS_BYTES_MAX);

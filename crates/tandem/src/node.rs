@@ -15,6 +15,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::db::{self, Database};
 use crate::limits;
+use crate::repl::{self, Replication, Role};
 use crate::server::{self, Runtime, Shared};
 
 /// Runs a data node until SIGTERM, SIGINT or `SHUTDOWN`.
@@ -42,6 +43,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let replication = match &config.cluster {
+        None => Replication::standalone(),
+        Some(cluster) => {
+            // Static roles until the control plane elects the active (it will call `set_role`).
+            let role = if cluster.initial_active == cluster.node_id { Role::Active } else { Role::Standby };
+            let replication = Replication::new(cluster.clone(), role);
+            replication.set_role(&database, role, database.epoch().max(1));
+            replication
+        }
+    };
+    let peer_listener = match &config.cluster {
+        Some(cluster) => {
+            let addr = cluster.this_member().peer;
+            Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on peer address {addr}"))?)
+        }
+        None => None,
+    };
     let (shutdown, _) = watch::channel(false);
     let checkpoints = Arc::new(crate::checkpoint::Checkpointer::new(
         config.checkpoint_settings(),
@@ -57,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         config,
         db: database,
+        replication,
         checkpoints,
         clients: Default::default(),
         broker: Default::default(),
@@ -73,13 +92,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let accept = tokio::spawn(server::accept_loop(listener, shared.clone()));
     let admin = admin_listener.map(|listener| tokio::spawn(admin::http::serve(listener, shared.clone())));
-    let background = [
+    let mut background = vec![
         tokio::spawn(expire_keys(shared.clone())),
         tokio::spawn(watch_memory(shared.clone())),
         tokio::spawn(stop_on_signal(shared.clone())),
         tokio::spawn(take_checkpoints(shared.clone())),
         tokio::spawn(flush_log(shared.clone())),
     ];
+    if let Some(listener) = peer_listener {
+        tracing::info!(peer = ?listener.local_addr().ok(), role = ?shared.replication.role(), "replication plane up");
+        background.push(tokio::spawn(repl::sender::listen(listener, shared.clone())));
+        background.push(tokio::spawn(repl::receiver::follow(shared.clone())));
+    }
 
     let mut stopped = shared.shutdown.subscribe();
     let _ = stopped.wait_for(|stop| *stop).await;

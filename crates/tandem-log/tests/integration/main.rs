@@ -7,6 +7,7 @@ mod common;
 mod corruption;
 mod group_commit;
 mod properties;
+mod replicated;
 mod roundtrip;
 mod start_index;
 mod torn_tail;

@@ -37,5 +37,32 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!("tandem_log_durable_index").set(shared.db.progress().durable().0 as f64);
     metrics::gauge!("tandem_used_memory_bytes").set(shared.used_memory_bytes.load(Ordering::Relaxed) as f64);
     metrics::gauge!("tandem_resident_memory_bytes").set(crate::admin::memory::resident_bytes() as f64);
+    replication_metrics(&shared);
     crate::admin::metrics::recorder().render()
+}
+
+/// Role, epoch, lag, in-sync state and the peer's liveness.
+fn replication_metrics(shared: &Shared) {
+    let replication = &shared.replication;
+    let role = match replication.role() {
+        crate::repl::Role::Standalone => 0.0,
+        crate::repl::Role::Active => 1.0,
+        crate::repl::Role::Standby => 2.0,
+    };
+    metrics::gauge!("tandem_role").set(role);
+    metrics::gauge!("tandem_epoch").set(shared.db.epoch() as f64);
+    if replication.cluster.is_none() {
+        return;
+    }
+    metrics::gauge!("tandem_replication_lag_records").set(replication.lag_records(&shared.db) as f64);
+    metrics::gauge!("tandem_replication_lag_ms").set(replication.lag_ms(&shared.db) as f64);
+    metrics::gauge!("tandem_replication_in_sync").set(f64::from(u8::from(replication.in_sync(&shared.db))));
+    metrics::gauge!("tandem_replication_replicated_index").set(replication.replicated_index().0 as f64);
+    metrics::counter!("tandem_replication_out_of_sync_total").absolute(replication.out_of_sync_events());
+    metrics::counter!("tandem_replication_rejected_peers_total").absolute(replication.rejected_peers());
+    let peer = match replication.peer_verdict() {
+        None => -1.0,
+        Some(verdict) => verdict as u8 as f64,
+    };
+    metrics::gauge!("tandem_replication_peer_state").set(peer);
 }

@@ -38,6 +38,9 @@ pub enum CommandError {
     /// Writes refused because memory is above `maxmemory`.
     #[error("OOM command not allowed when used memory > 'maxmemory'.")]
     OutOfMemory,
+    /// A write sent to a standby (Redis replicas answer the same, so clients reconnect).
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
     /// Any other error; the text includes its code (`ERR …`).
     #[error("{0}")]
     Other(String),

@@ -91,6 +91,7 @@ pub enum SessionCommand {
     Save,
     Bgsave,
     Lastsave,
+    Debug,
 }
 
 /// How a command runs.
@@ -219,6 +220,7 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
     session("save", 1, Flags::ADMIN.with(QUEUE_NEVER), NO_KEYS, SessionCommand::Save),
     session("bgsave", -1, Flags::ADMIN, NO_KEYS, SessionCommand::Bgsave),
     session("lastsave", 1, Flags::FAST, NO_KEYS, SessionCommand::Lastsave),
+    session("debug", -2, Flags::ADMIN, NO_KEYS, SessionCommand::Debug),
 ];
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).

@@ -115,6 +115,15 @@ async fn serve(
             if !shared.db.is_acknowledged(ticket) {
                 shared.db.acknowledge(ticket).await;
             }
+            if shared.replication.must_wait(ticket) {
+                // sync: until the standby persisted the ticket, however long (a client that gives
+                // up sees a timeout, an unknown outcome); killable and stopped by shutdown.
+                tokio::select! {
+                    _ = shared.replication.wait_for_reply(ticket) => {}
+                    _ = session.client.kill_signal.notified() => return Closed::Killed,
+                    _ = shutdown.wait_for(|stop| *stop) => return Closed::Shutdown,
+                }
+            }
         }
         if !output.is_empty() {
             // A client that does not read must still be killable and must not hold up shutdown.

@@ -9,23 +9,67 @@ use tandem_resp::Frame;
 use super::Shared;
 use crate::cmd::args::{self, is};
 use crate::cmd::CommandError;
+use crate::repl::Role;
 use crate::store::glob;
 
 /// The Redis version tandem reports, for clients that gate features on it.
 pub const REDIS_VERSION: &str = "7.2.0";
 
 /// This node's role name as `ROLE` and `HELLO` report it.
-pub fn role_name(_shared: &Shared) -> String {
-    "master".to_string()
+pub fn role_name(shared: &Shared) -> String {
+    shared.replication.role().redis_name().to_string()
 }
 
-/// `ROLE` for a single node: `["master", offset, []]`.
+/// `ROLE` in Redis's shape: `["master", offset, [[ip, port, offset]…]]` on the
+/// active (and a standalone node), `["slave", host, port, state, offset]` on
+/// the standby. Offsets are log indexes.
 pub fn role(shared: &Shared) -> Frame {
-    Frame::Array(vec![
-        Frame::bulk(Bytes::from(role_name(shared))),
-        Frame::Integer(shared.db.last_index().0 as i64),
-        Frame::Array(Vec::new()),
-    ])
+    let replication = &shared.replication;
+    let bulk = |text: String| Frame::bulk(Bytes::from(text));
+    match (replication.role(), replication.cluster.as_ref()) {
+        (Role::Standby, Some(cluster)) => {
+            let active = cluster.peer_data_member().client.expect("validated: data members have a client address");
+            let state = if replication.link_up() { "connected" } else { "connect" };
+            Frame::Array(vec![
+                bulk("slave".into()),
+                bulk(active.ip().to_string()),
+                Frame::Integer(active.port() as i64),
+                bulk(state.into()),
+                Frame::Integer(shared.db.last_index().0 as i64),
+            ])
+        }
+        (_, cluster) => {
+            let standbys = match cluster {
+                Some(cluster) if replication.standby_connected() => {
+                    let standby =
+                        cluster.peer_data_member().client.expect("validated: data members have a client address");
+                    vec![Frame::Array(vec![
+                        bulk(standby.ip().to_string()),
+                        bulk(standby.port().to_string()),
+                        bulk(replication.replicated_index().0.to_string()),
+                    ])]
+                }
+                _ => Vec::new(),
+            };
+            Frame::Array(vec![
+                bulk("master".into()),
+                Frame::Integer(shared.db.last_index().0 as i64),
+                Frame::Array(standbys),
+            ])
+        }
+    }
+}
+
+/// `DEBUG DIGEST`: a digest of the whole keyspace, equal on two nodes holding the same data.
+pub fn debug(shared: &Shared, args: &[Bytes]) -> Result<Frame, CommandError> {
+    if is(&args[1], "digest") && args.len() == 2 {
+        let digest = shared.db.with_keyspace(|keyspace| keyspace.digest());
+        return Ok(Frame::bulk(Bytes::from(format!("{digest:016x}"))));
+    }
+    Err(CommandError::err(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG DIGEST.",
+        crate::cmd::error::printable(&args[1], 64)
+    )))
 }
 
 /// Writes one INFO section's lines.
@@ -146,9 +190,58 @@ fn stats(shared: &Shared, text: &mut String) {
 }
 
 fn replication(shared: &Shared, text: &mut String) {
+    let replication = &shared.replication;
+    let last_index = shared.db.last_index().0;
     line(text, "role", role_name(shared));
-    line(text, "connected_slaves", 0);
-    line(text, "master_repl_offset", shared.db.last_index().0);
+    let Some(cluster) = replication.cluster.as_ref() else {
+        line(text, "connected_slaves", 0);
+        line(text, "master_repl_offset", last_index);
+        return;
+    };
+    let peer_client = cluster.peer_data_member().client.expect("validated: data members have a client address");
+    if replication.role() == Role::Standby {
+        line(text, "master_host", peer_client.ip());
+        line(text, "master_port", peer_client.port());
+        line(text, "master_link_status", if replication.link_up() { "up" } else { "down" });
+        let silence_seconds = replication.peer_silence_ms().map_or(-1, |ms| (ms / 1000) as i64);
+        line(text, "master_last_io_seconds_ago", silence_seconds);
+        line(text, "master_sync_in_progress", 0);
+        line(text, "slave_repl_offset", last_index);
+        line(text, "slave_read_only", 1);
+        line(text, "replica_announced", 1);
+        line(text, "connected_slaves", 0);
+        line(text, "master_repl_offset", replication.active_last_index().max(last_index));
+        line(text, "tandem_replica_read", u8::from(cluster.replica_read));
+    } else {
+        let connected = replication.standby_connected();
+        line(text, "connected_slaves", u8::from(connected));
+        if connected {
+            let lag_seconds = replication.peer_silence_ms().unwrap_or(0) / 1000;
+            line(
+                text,
+                "slave0",
+                format!(
+                    "ip={},port={},state=online,offset={},lag={lag_seconds}",
+                    peer_client.ip(),
+                    peer_client.port(),
+                    replication.replicated_index().0
+                ),
+            );
+        }
+        line(text, "master_failover_state", "no-failover");
+        line(text, "master_repl_offset", last_index);
+        line(text, "tandem_ack_mode", cluster.ack_mode.as_str());
+        line(text, "tandem_replicated_index", replication.replicated_index().0);
+        line(text, "tandem_replication_lag_records", replication.lag_records(&shared.db));
+        line(text, "tandem_replication_lag_ms", replication.lag_ms(&shared.db));
+        line(text, "tandem_standby_out_of_sync_events", replication.out_of_sync_events());
+    }
+    line(text, "tandem_node_id", cluster.node_id);
+    line(text, "tandem_epoch", shared.db.epoch());
+    line(text, "tandem_in_sync", u8::from(replication.in_sync(&shared.db)));
+    line(text, "tandem_peer_state", replication.peer_verdict().map_or("unknown", |verdict| verdict.as_str()));
+    line(text, "tandem_peer_silence_ms", replication.peer_silence_ms().map_or(-1, |ms| ms as i64));
+    line(text, "tandem_rejected_peers", replication.rejected_peers());
 }
 
 fn cpu(_shared: &Shared, text: &mut String) {
@@ -185,6 +278,7 @@ fn parameters(shared: &Shared) -> Vec<(&'static str, String)> {
         ("requirepass", config.requirepass.clone().unwrap_or_default()),
         ("cluster-enabled", "no".into()),
         ("replica-read-only", "yes".into()),
+        ("replica-serve-stale-data", if shared.replication.refuses_reads() { "no" } else { "yes" }.into()),
     ]
 }
 

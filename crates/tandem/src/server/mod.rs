@@ -44,6 +44,8 @@ pub struct Shared {
     pub runtime: Runtime,
     /// The data.
     pub db: Database,
+    /// Role, epoch and the standby's progress: what replies wait for.
+    pub replication: crate::repl::Replication,
     /// Takes checkpoints of `db` (commands, policy, INFO).
     pub checkpoints: Arc<crate::checkpoint::Checkpointer>,
     /// Connected clients.

@@ -55,6 +55,22 @@ pub struct Flow {
     pub deferred: Option<DeferredReply>,
 }
 
+/// A standby refuses writes like a Redis replica, and reads too with `replica_read = false`.
+fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> {
+    if !shared.replication.refuses_writes() {
+        return None;
+    }
+    if spec.is_write() {
+        return Some(CommandError::ReadOnly);
+    }
+    if matches!(spec.handler, Handler::Data(_)) && shared.replication.refuses_reads() {
+        return Some(CommandError::Other(
+            "READONLY this standby does not serve reads (replica_read = false); read from the active".into(),
+        ));
+    }
+    None
+}
+
 /// One condition of `CLIENT KILL`'s filter form.
 type ClientFilter = Box<dyn Fn(&Client) -> bool>;
 
@@ -126,6 +142,11 @@ impl Session {
                 spec.name
             );
             self.error(CommandError::Other(message), out);
+            return Flow::default();
+        }
+        if let Some(refusal) = refused_by_role(shared, spec) {
+            self.refuse_in_multi();
+            self.error(refusal, out);
             return Flow::default();
         }
         if let Some(queued) = self.multi.as_mut() {
@@ -204,6 +225,7 @@ impl Session {
             Save => return self.defer(crate::checkpoint::commands::save(shared), out),
             Bgsave => crate::checkpoint::commands::bgsave(shared, args),
             Lastsave => Ok(crate::checkpoint::commands::lastsave(shared)),
+            Debug => info::debug(shared, args),
         };
         self.push(reply.unwrap_or_else(Frame::from), out);
         Flow::default()

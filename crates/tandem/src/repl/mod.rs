@@ -1,0 +1,374 @@
+//! The replication plane: the active streams its log records to the hot
+//! standby, which persists them at the same indexes, applies them through
+//! `Keyspace::apply`, and acknowledges its durable index; client replies on
+//! the active wait for that acknowledgement as the ack mode says.
+//!
+//! * [`wire`] — frames and messages (pure), and the socket reader.
+//! * [`handshake`] — both peers prove the cluster secret (HMAC-SHA256).
+//! * [`sender`] — the active: listens on the peer port, tails its own log
+//!   from the standby's index on, tracks the acknowledged index.
+//! * [`receiver`] — the standby: connects to the active, persists and
+//!   applies, acknowledges, feeds the failure detector.
+//! * [`Replication`] (this file) — the state both share with the client
+//!   plane: role, epoch, acknowledged index, in-sync flag, the peer's verdict.
+//!
+//! Design: the sender *tails the log* (one resumable `tandem_log` reader)
+//! instead of taking records from an in-memory channel fed by the commit
+//! path. One code path serves catch-up and the live tail, the log stays the
+//! only source of records, and nothing is ever shipped that the active's own
+//! log has not written to the OS: after a crash of the active process the
+//! standby never holds a record the active lost. The cost is a page-cache
+//! read per batch.
+//!
+//! Invariants:
+//! * the standby's log is a prefix of the active's: same index, epoch, hlc,
+//!   origin and payload for every record it holds (the log refuses a gap);
+//! * `replicated_index` only grows, and never exceeds what was sent;
+//! * in `sync` mode no reply leaves the active before the standby persisted
+//!   every record the reply depends on (its ticket);
+//! * after the handshake every message carries the epoch; a stale one closes
+//!   the connection with a logged reason.
+
+pub mod handshake;
+pub mod receiver;
+pub mod sender;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tandem_log::LogIndex;
+use tokio::sync::watch;
+
+use crate::config::{AckMode, ClusterConfig};
+use crate::db::Database;
+use crate::failover::detector::{Detector, Verdict};
+
+/// What this node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No cluster configured.
+    Standalone,
+    /// Accepts writes and streams them to the standby.
+    Active,
+    /// Follows the active; refuses writes.
+    Standby,
+}
+
+impl Role {
+    fn to_u8(self) -> u8 {
+        match self {
+            Role::Standalone => 0,
+            Role::Active => 1,
+            Role::Standby => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Role {
+        match value {
+            1 => Role::Active,
+            2 => Role::Standby,
+            _ => Role::Standalone,
+        }
+    }
+
+    /// The name Redis's `ROLE` and `INFO replication` use.
+    pub fn redis_name(self) -> &'static str {
+        match self {
+            Role::Standalone | Role::Active => "master",
+            Role::Standby => "slave",
+        }
+    }
+}
+
+/// The replication state shared by the client plane and the replication tasks.
+pub struct Replication {
+    /// The cluster section; `None` for a standalone node.
+    pub cluster: Option<ClusterConfig>,
+    role: AtomicU8,
+    /// Active: the standby's acknowledged durable index (a watch, so replies can wait on it).
+    replicated: watch::Sender<u64>,
+    /// Active: a standby session is established.
+    standby_connected: AtomicBool,
+    /// Semi-sync: the standby holds every acknowledged write (cleared after `sync_timeout_ms`).
+    in_sync: AtomicBool,
+    /// Unix ms when the standby last had every record this node had.
+    caught_up_at_ms: AtomicU64,
+    /// Standby: the replication link to the active is established.
+    link_up: AtomicBool,
+    /// Standby: the active's last index, from its latest heartbeat.
+    active_last_index: AtomicU64,
+    /// The peer's liveness as the failure detector judges it (`None` before any session).
+    detector: Mutex<Option<Detector>>,
+    /// Times the standby fell out of sync (semi-sync).
+    out_of_sync_events: AtomicU64,
+    /// Peer connections refused or closed for bad input (auth, garbage, stale epoch).
+    rejected_peers: AtomicU64,
+    /// Bumped for every new standby session; an older session stops when it sees a newer one.
+    session_generation: AtomicU64,
+    /// The origin of the monotonic milliseconds the detector is fed.
+    clock: Instant,
+}
+
+impl Replication {
+    /// The state of a node without a cluster.
+    pub fn standalone() -> Replication {
+        Replication::with(None, Role::Standalone)
+    }
+
+    /// The state of a cluster member starting in `role`.
+    pub fn new(cluster: ClusterConfig, role: Role) -> Replication {
+        Replication::with(Some(cluster), role)
+    }
+
+    fn with(cluster: Option<ClusterConfig>, role: Role) -> Replication {
+        Replication {
+            cluster,
+            role: AtomicU8::new(role.to_u8()),
+            replicated: watch::Sender::new(0),
+            standby_connected: AtomicBool::new(false),
+            in_sync: AtomicBool::new(true),
+            caught_up_at_ms: AtomicU64::new(crate::db::unix_ms()),
+            link_up: AtomicBool::new(false),
+            active_last_index: AtomicU64::new(0),
+            detector: Mutex::new(None),
+            out_of_sync_events: AtomicU64::new(0),
+            rejected_peers: AtomicU64::new(0),
+            session_generation: AtomicU64::new(0),
+            clock: Instant::now(),
+        }
+    }
+
+    /// This node's role now.
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Acquire))
+    }
+
+    /// Sets the role and the epoch — the API the control plane will drive.
+    /// The epoch only moves forward; the database stamps new records with it
+    /// and refuses writes unless the node is active or standalone.
+    pub fn set_role(&self, db: &Database, role: Role, epoch: u64) {
+        assert!(epoch >= db.epoch(), "epochs only increase: {} -> {epoch}", db.epoch());
+        db.set_epoch(epoch);
+        db.set_writable(role != Role::Standby);
+        self.role.store(role.to_u8(), Ordering::Release);
+        tracing::info!(role = ?role, epoch, "role set");
+    }
+
+    /// Whether client writes must be refused with `-READONLY`.
+    pub fn refuses_writes(&self) -> bool {
+        self.role() == Role::Standby
+    }
+
+    /// Whether client reads must be refused (a standby with `replica_read = false`).
+    pub fn refuses_reads(&self) -> bool {
+        self.role() == Role::Standby && self.cluster.as_ref().is_some_and(|cluster| !cluster.replica_read)
+    }
+
+    /// The ack mode, for an active cluster member.
+    pub fn ack_mode(&self) -> Option<AckMode> {
+        self.cluster.as_ref().map(|cluster| cluster.ack_mode)
+    }
+
+    /// Active: the highest index the standby acknowledged as durable.
+    pub fn replicated_index(&self) -> LogIndex {
+        LogIndex(*self.replicated.borrow())
+    }
+
+    /// Resolves once the standby acknowledged `index` (never, if it never does).
+    pub async fn wait_replicated(&self, index: LogIndex) {
+        let mut receiver = self.replicated.subscribe();
+        if receiver.wait_for(|value| *value >= index.0).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether a reply with this ticket (already locally acknowledged) must wait for the standby.
+    pub fn must_wait(&self, ticket: LogIndex) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        if self.role() != Role::Active {
+            return false;
+        }
+        let replicated = self.replicated_index();
+        match cluster.ack_mode {
+            AckMode::Sync => replicated < ticket,
+            AckMode::SemiSync => self.in_sync.load(Ordering::Acquire) && replicated < ticket,
+            AckMode::Async => {
+                cluster.max_lag_records > 0
+                    && self.standby_connected.load(Ordering::Acquire)
+                    && replicated.0.saturating_add(cluster.max_lag_records) < ticket.0
+            }
+        }
+    }
+
+    /// Waits as the ack mode says before a reply with this ticket may leave (see `must_wait`).
+    pub async fn wait_for_reply(&self, ticket: LogIndex) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        match cluster.ack_mode {
+            AckMode::Sync => self.wait_replicated(ticket).await,
+            AckMode::SemiSync => {
+                let timeout = Duration::from_millis(cluster.sync_timeout_ms);
+                if tokio::time::timeout(timeout, self.wait_replicated(ticket)).await.is_err() {
+                    self.standby_out_of_sync(ticket, cluster.sync_timeout_ms);
+                }
+            }
+            AckMode::Async => {
+                let target = LogIndex(ticket.0.saturating_sub(cluster.max_lag_records));
+                let mut receiver = self.replicated.subscribe();
+                // Stop waiting if the standby goes away: async never blocks on an absent standby.
+                let _ = tokio::time::timeout(Duration::from_millis(cluster.sync_timeout_ms.max(100)), async {
+                    let _ = receiver.wait_for(|value| *value >= target.0).await;
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Semi-sync: the standby did not acknowledge in time; the active continues alone.
+    ///
+    /// HOOK for the control plane (issue 4): the design requires recording "standby not in
+    /// sync" in the control plane *before* the first reply that the standby lacks; today it
+    /// is only logged, counted and shown in INFO/metrics.
+    fn standby_out_of_sync(&self, ticket: LogIndex, timeout_ms: u64) {
+        if self.in_sync.swap(false, Ordering::AcqRel) {
+            self.out_of_sync_events.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                ticket = ticket.0,
+                replicated = self.replicated_index().0,
+                timeout_ms,
+                "semi-sync: the standby did not acknowledge within sync_timeout_ms; continuing without it \
+                 (standby no longer in sync)"
+            );
+        }
+    }
+
+    /// Active: the standby acknowledged `durable_index`; `last_index` is this node's own.
+    pub(crate) fn acknowledged(&self, durable_index: u64, last_index: u64) {
+        self.replicated.send_if_modified(|replicated| {
+            let advanced = durable_index > *replicated;
+            *replicated = (*replicated).max(durable_index);
+            advanced
+        });
+        if durable_index >= last_index {
+            self.caught_up_at_ms.store(crate::db::unix_ms(), Ordering::Relaxed);
+            if !self.in_sync.swap(true, Ordering::AcqRel) {
+                tracing::info!(durable_index, "semi-sync: the standby caught up and is in sync again");
+            }
+        }
+    }
+
+    /// Whether the standby holds every acknowledged write, as this node knows it.
+    pub fn in_sync(&self, db: &Database) -> bool {
+        match (self.role(), self.ack_mode()) {
+            (Role::Standalone, _) | (_, None) => true,
+            (Role::Active, Some(AckMode::Sync)) => true,
+            (Role::Active, Some(AckMode::SemiSync)) => self.in_sync.load(Ordering::Acquire),
+            (Role::Active, Some(AckMode::Async)) => self.replicated_index() >= db.last_index(),
+            (Role::Standby, _) => {
+                self.link_up.load(Ordering::Acquire)
+                    && db.last_index().0 >= self.active_last_index.load(Ordering::Acquire)
+            }
+        }
+    }
+
+    /// Active: records the standby lacks.
+    pub fn lag_records(&self, db: &Database) -> u64 {
+        db.last_index().0.saturating_sub(self.replicated_index().0)
+    }
+
+    /// Active: milliseconds since the standby last had every record (0 when it has them).
+    pub fn lag_ms(&self, db: &Database) -> u64 {
+        if self.lag_records(db) == 0 {
+            return 0;
+        }
+        crate::db::unix_ms().saturating_sub(self.caught_up_at_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether a standby session is established (active side).
+    pub fn standby_connected(&self) -> bool {
+        self.standby_connected.load(Ordering::Acquire)
+    }
+
+    /// Whether the link to the active is established (standby side).
+    pub fn link_up(&self) -> bool {
+        self.link_up.load(Ordering::Acquire)
+    }
+
+    /// The peer's liveness, if a session ever started.
+    pub fn peer_verdict(&self) -> Option<Verdict> {
+        let now = self.now_ms();
+        self.detector.lock().as_ref().map(|detector| detector.verdict(now))
+    }
+
+    /// Milliseconds since the peer was last heard from, if ever.
+    pub fn peer_silence_ms(&self) -> Option<u64> {
+        let now = self.now_ms();
+        self.detector.lock().as_ref().map(|detector| detector.silence_ms(now))
+    }
+
+    /// Times the standby fell out of sync (semi-sync).
+    pub fn out_of_sync_events(&self) -> u64 {
+        self.out_of_sync_events.load(Ordering::Relaxed)
+    }
+
+    /// Peer connections refused or closed for bad input.
+    pub fn rejected_peers(&self) -> u64 {
+        self.rejected_peers.load(Ordering::Relaxed)
+    }
+
+    /// Standby: the active's last index from its latest heartbeat.
+    pub fn active_last_index(&self) -> u64 {
+        self.active_last_index.load(Ordering::Acquire)
+    }
+
+    /// Monotonic milliseconds since start: the detector's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Starts judging a new session's peer, granting it a full timeout to speak.
+    pub(crate) fn reset_detector(&self) {
+        if let Some(cluster) = &self.cluster {
+            *self.detector.lock() = Some(Detector::new(cluster.detector, self.now_ms()));
+        }
+    }
+
+    /// Feeds the detector: the peer spoke now.
+    pub(crate) fn peer_heard(&self) {
+        let now = self.now_ms();
+        if let Some(detector) = self.detector.lock().as_mut() {
+            detector.heartbeat(now);
+        }
+    }
+
+    pub(crate) fn set_standby_connected(&self, connected: bool) {
+        self.standby_connected.store(connected, Ordering::Release);
+    }
+
+    pub(crate) fn set_link_up(&self, up: bool) {
+        self.link_up.store(up, Ordering::Release);
+    }
+
+    pub(crate) fn set_active_last_index(&self, index: u64) {
+        self.active_last_index.store(index, Ordering::Release);
+    }
+
+    pub(crate) fn count_rejected_peer(&self) {
+        self.rejected_peers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new standby session begins; returns its generation.
+    pub(crate) fn new_session(&self) -> u64 {
+        self.session_generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether `generation` is still the newest session.
+    pub(crate) fn is_current_session(&self, generation: u64) -> bool {
+        self.session_generation.load(Ordering::Acquire) == generation
+    }
+}

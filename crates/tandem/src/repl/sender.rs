@@ -1,0 +1,302 @@
+//! The active's side: accepts the standby on the peer port, then streams
+//! its log from the index the standby asks for, tracking acknowledgements.
+//!
+//! One session at a time: a standby that reconnects (after a half-open
+//! connection, say) replaces its previous session, which stops at its next
+//! wake-up. A node that is not active refuses sessions, so that a standby
+//! never follows another standby.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tandem_log::{LogError, LogIndex, LogReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::handshake;
+use super::wire::{self, Message, PeerReader, WireRecord};
+use super::Role;
+use crate::db::unix_ms;
+use crate::failover::detector::Verdict;
+use crate::limits;
+use crate::server::Shared;
+
+/// Accepts peers until shutdown, one task each.
+pub async fn listen(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        match accepted {
+            Ok((socket, addr)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { serve_peer(socket, addr, shared).await });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a session ended; logged with the peer's address.
+type Ended = String;
+
+async fn serve_peer(mut socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let _ = socket.set_nodelay(true);
+    let Some(cluster) = shared.replication.cluster.as_ref() else {
+        return;
+    };
+    let mut reader = PeerReader::new(limits::PEER_HANDSHAKE_FRAME_BYTES_MAX);
+    let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
+    let caller = match tokio::time::timeout(timeout, handshake::accept(&mut socket, &mut reader, cluster)).await {
+        Ok(Ok(caller)) => caller,
+        Ok(Err(error)) => {
+            shared.replication.count_rejected_peer();
+            tracing::warn!(peer = %addr, %error, "replication peer refused");
+            return;
+        }
+        Err(_) => {
+            shared.replication.count_rejected_peer();
+            tracing::warn!(peer = %addr, "replication peer refused: handshake timed out");
+            return;
+        }
+    };
+    if shared.replication.role() != Role::Active {
+        let reason = "this node is not the active; follow the active instead".to_string();
+        let _ = wire::send(&mut socket, &Message::Refused { reason }, &mut BytesMut::new()).await;
+        tracing::info!(peer = %addr, node = caller.node_id, "refused a standby session: not the active");
+        return;
+    }
+    reader.limit = limits::PEER_FRAME_BYTES_MAX;
+    let generation = shared.replication.new_session();
+    let (read_half, write_half) = socket.into_split();
+    let mut session = Session {
+        shared: &shared,
+        reader,
+        read_half,
+        write_half,
+        scratch: BytesMut::new(),
+        generation,
+        next: LogIndex(0),
+        log: None,
+    };
+    let ended = session.run().await;
+    if shared.replication.is_current_session(generation) {
+        shared.replication.set_standby_connected(false);
+    }
+    tracing::warn!(peer = %addr, node = caller.node_id, reason = %ended, "standby session ended");
+}
+
+/// One standby session, after the handshake.
+struct Session<'a> {
+    shared: &'a Shared,
+    reader: PeerReader,
+    read_half: OwnedReadHalf,
+    write_half: OwnedWriteHalf,
+    scratch: BytesMut,
+    generation: u64,
+    /// The next index to send.
+    next: LogIndex,
+    /// The log reader positioned at `next`, once opened.
+    log: Option<LogReader>,
+}
+
+impl Session<'_> {
+    async fn run(&mut self) -> Ended {
+        let replication = &self.shared.replication;
+        let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
+        let start = match tokio::time::timeout(timeout, self.reader.next(&mut self.read_half)).await {
+            Ok(Ok(Message::CatchUpFrom { index, .. })) => index,
+            Ok(Ok(other)) => return self.reject(format!("expected CatchUpFrom, got {}", other.name())).await,
+            Ok(Err(error)) => return self.rejected(error.to_string()),
+            Err(_) => return "no CatchUpFrom after the handshake".into(),
+        };
+        let last = self.shared.db.last_index();
+        if start > last.0 + 1 {
+            // HOOK (control plane): a standby ahead of the active holds records this log lacks
+            // (async mode after a failover); it must save them aside and re-sync.
+            let reason = format!("the standby asks for index {start} but this log ends at {last}: it diverged");
+            return self.reject(reason).await;
+        }
+        self.next = LogIndex(start.max(1));
+        tracing::info!(from = self.next.0, last = last.0, "standby session: catching up");
+        replication.reset_detector();
+        replication.set_standby_connected(true);
+        let heartbeat = Duration::from_millis(self.heartbeat_ms());
+        let mut ticker = tokio::time::interval(heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shared.shutdown.subscribe();
+        if let Err(error) = self.send_heartbeat().await {
+            return error;
+        }
+        loop {
+            let progress = self.shared.db.progress().clone();
+            let next = self.next;
+            tokio::select! {
+                message = self.reader.next(&mut self.read_half) => match message {
+                    Ok(message) => {
+                        if let Err(reason) = self.receive(message).await {
+                            return reason;
+                        }
+                    }
+                    Err(error) => return self.rejected(error.to_string()),
+                },
+                _ = progress.wait_written(next) => {
+                    if let Err(reason) = self.ship().await {
+                        return reason;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if !replication.is_current_session(self.generation) {
+                        return "replaced by a newer session of the standby".into();
+                    }
+                    if replication.role() != Role::Active {
+                        return self.reject("this node is no longer the active".into()).await;
+                    }
+                    if replication.peer_verdict() == Some(Verdict::Dead) {
+                        return "the standby is silent (detector: dead)".into();
+                    }
+                    if let Err(error) = self.send_heartbeat().await {
+                        return error;
+                    }
+                }
+                // Mapped to (): the guard `wait_for` returns must not live across the awaits above.
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return "shutting down".into(),
+            }
+        }
+    }
+
+    fn heartbeat_ms(&self) -> u64 {
+        self.shared.replication.cluster.as_ref().map_or(limits::HEARTBEAT_MS_DEFAULT, |cluster| cluster.heartbeat_ms)
+    }
+
+    /// Handles one message from the standby.
+    async fn receive(&mut self, message: Message) -> Result<(), Ended> {
+        let replication = &self.shared.replication;
+        let epoch = self.shared.db.epoch();
+        if let Some(theirs) = message.epoch() {
+            if theirs < epoch {
+                return Err(self
+                    .reject(format!("stale epoch {theirs} in {}; this node is at {epoch}", message.name()))
+                    .await);
+            }
+            if theirs > epoch {
+                // HOOK (control plane): a peer at a higher epoch means this node was replaced;
+                // it must stop accepting writes and step down.
+                tracing::error!(theirs, ours = epoch, "the standby reports a higher epoch: this active is stale");
+                return Err(self.reject(format!("epoch {theirs} is ahead of this node's {epoch}")).await);
+            }
+        }
+        replication.peer_heard();
+        match message {
+            Message::Ack { durable_index, .. } => {
+                if durable_index >= self.next.0 {
+                    let reason = format!("acknowledges index {durable_index}, but only {} were sent", self.next.0 - 1);
+                    return Err(self.reject(reason).await);
+                }
+                replication.acknowledged(durable_index, self.shared.db.last_index().0);
+                Ok(())
+            }
+            // Liveness only: its last_index is appended, not necessarily durable.
+            Message::Heartbeat { .. } => Ok(()),
+            Message::Refused { reason } => Err(format!("the standby closed the session: {reason}")),
+            other => Err(self.reject(format!("unexpected {} from the standby", other.name())).await),
+        }
+    }
+
+    /// Sends the records written from `next` on, at most one batch.
+    ///
+    /// The reads are page-cache reads of what the writer just wrote, bounded by
+    /// `PEER_BATCH_BYTES_SOFT_MAX` per batch, so they run on the event loop.
+    async fn ship(&mut self) -> Result<(), Ended> {
+        let options = self.shared.config.log_options();
+        let reader = match &mut self.log {
+            Some(reader) => reader,
+            None => {
+                let dir = crate::db::log_dir(&self.shared.config.data_dir);
+                match tandem_log::read_from(&dir, self.next, &options) {
+                    Ok(reader) => self.log.insert(reader),
+                    Err(error) => return Err(self.unavailable(error).await),
+                }
+            }
+        };
+        if let Err(error) = reader.resume() {
+            return Err(self.unavailable(error).await);
+        }
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut failure = None;
+        while bytes < limits::PEER_BATCH_BYTES_SOFT_MAX {
+            match reader.next() {
+                Some(Ok(record)) => {
+                    bytes += record.payload.len();
+                    records.push(WireRecord::from(record));
+                }
+                Some(Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Some(error) = failure {
+            tracing::error!(%error, "cannot read the log to replicate it");
+            return Err(format!("reading the log failed: {error}"));
+        }
+        let Some(last) = records.last() else {
+            // Written but not yet readable (a frame being written): try again shortly.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return Ok(());
+        };
+        let last_index = last.index;
+        debug_assert_eq!(records[0].index, self.next.0, "the reader returns contiguous records from next");
+        let message = Message::Records { epoch: self.shared.db.epoch(), records };
+        wire::send(&mut self.write_half, &message, &mut self.scratch).await.map_err(|error| error.to_string())?;
+        self.next = LogIndex(last_index + 1);
+        Ok(())
+    }
+
+    async fn send_heartbeat(&mut self) -> Result<(), Ended> {
+        let message = Message::Heartbeat {
+            epoch: self.shared.db.epoch(),
+            sent_at_ms: unix_ms(),
+            last_index: self.shared.db.last_index().0,
+        };
+        wire::send(&mut self.write_half, &message, &mut self.scratch).await.map_err(|error| error.to_string())
+    }
+
+    /// The log no longer reaches back to `next`, or cannot be read.
+    async fn unavailable(&mut self, error: LogError) -> Ended {
+        let reason = match error {
+            LogError::Unavailable { requested, first_available } => format!(
+                "the log no longer reaches back to index {requested} (it starts at {first_available}, behind a \
+                 checkpoint); catch-up from a checkpoint is not implemented yet: rebuild the standby's data \
+                 directory from a copy of the active's"
+            ),
+            other => format!("cannot read the log: {other}"),
+        };
+        tracing::error!(%reason, "cannot catch the standby up");
+        self.reject(reason).await
+    }
+
+    /// Closes the session, telling the standby why.
+    async fn reject(&mut self, reason: String) -> Ended {
+        self.shared.replication.count_rejected_peer();
+        let _ = wire::send(&mut self.write_half, &Message::Refused { reason: reason.clone() }, &mut self.scratch).await;
+        reason
+    }
+
+    /// The standby's bytes were bad or its socket failed.
+    fn rejected(&self, reason: String) -> Ended {
+        if !reason.starts_with("peer closed") && !reason.starts_with("socket error") {
+            self.shared.replication.count_rejected_peer();
+        }
+        reason
+    }
+}

@@ -1,0 +1,229 @@
+//! Helpers for the cluster tests: two real `tandem server` processes on
+//! loopback with one cluster configuration (node 1 starts active, node 2
+//! standby), killed and restarted by the tests. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a node may take to answer its first PING.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long replication may take to converge in a test.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The shared secret of the test clusters.
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+/// The cluster id of the test clusters.
+pub const CLUSTER_ID: &str = "tandem-test";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One data node process.
+pub struct Node {
+    /// Member id (1 or 2).
+    pub id: u32,
+    child: Option<Child>,
+    /// Client port.
+    pub port: u16,
+    /// Replication port.
+    pub peer_port: u16,
+    data_dir: PathBuf,
+    config: PathBuf,
+    dir: PathBuf,
+    runs: u32,
+}
+
+/// Two data nodes of one cluster.
+pub struct Cluster {
+    _temp: TempDir,
+    /// Node 1 (starts active) and node 2 (starts standby).
+    pub nodes: Vec<Node>,
+    /// The `[cluster]` section both nodes share, minus `node_id`.
+    pub section: String,
+}
+
+impl Cluster {
+    /// Starts a cluster; `extra` is appended to the `[cluster]` section (e.g. `ack_mode = "async"`).
+    pub fn start(extra: &str) -> Cluster {
+        let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+        let section = format!(
+            "cluster_id = \"{CLUSTER_ID}\"\nsecret = \"{SECRET}\"\ninitial_active = 1\nheartbeat_ms = 50\n{extra}\n\
+             members = [\n  {{ id = 1, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\" }},\n  \
+             {{ id = 2, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\" }},\n  \
+             {{ id = 3, role = \"witness\", peer = \"127.0.0.1:{}\" }},\n]\n",
+            ports[0].0,
+            ports[0].1,
+            ports[1].0,
+            ports[1].1,
+            free_port()
+        );
+        let nodes = (1..=2u32)
+            .map(|id| {
+                let dir = temp.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let config = dir.join("tandem.toml");
+                std::fs::write(&config, format!("admin_port = 0\n[cluster]\nnode_id = {id}\n{section}")).unwrap();
+                let (port, peer_port) = ports[id as usize - 1];
+                Node { id, child: None, port, peer_port, data_dir: dir.join("data"), config, dir, runs: 0 }
+            })
+            .collect();
+        let mut cluster = Cluster { _temp: temp, nodes, section };
+        for node in &mut cluster.nodes {
+            node.start();
+        }
+        cluster
+    }
+
+    /// The node that starts active.
+    pub fn active(&mut self) -> &mut Node {
+        &mut self.nodes[0]
+    }
+
+    /// The node that starts standby.
+    pub fn standby(&mut self) -> &mut Node {
+        &mut self.nodes[1]
+    }
+
+    /// Waits until the standby holds exactly the active's records and keyspace.
+    pub fn wait_converged(&mut self) {
+        let (active, standby) = (&self.nodes[0], &self.nodes[1]);
+        let mut active_connection = active.connection();
+        let mut standby_connection = standby.connection();
+        poll_until(CONVERGE_TIMEOUT, "the standby converges on the active", || {
+            let active_offset = info_field(&mut active_connection, "master_repl_offset");
+            let standby_offset = info_field(&mut standby_connection, "slave_repl_offset");
+            active_offset == standby_offset && digest(&mut active_connection) == digest(&mut standby_connection)
+        });
+    }
+}
+
+impl Node {
+    /// Starts (or restarts) the process and waits until it answers PING.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} is already running", self.id);
+        self.runs += 1;
+        let stderr = File::create(self.stderr_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .arg("server")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn tandem server");
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!("node {} exited with {status}; stderr:\n{}", self.id, self.stderr());
+            }
+            if let Ok(mut connection) = redis::Client::open(self.url()).unwrap().get_connection() {
+                if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {} not ready; stderr:\n{}", self.id, self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The replication address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.peer_port))
+    }
+
+    /// A client connection with a bounded read timeout.
+    pub fn connection(&self) -> redis::Connection {
+        let connection = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        connection.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        connection
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The stderr of the current (or last) process.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.join(format!("stderr.{}.log", self.runs))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- node {} stderr (run {}) ----\n{}", self.id, self.runs, self.stderr());
+        }
+    }
+}
+
+/// One `INFO replication` field's value ("" if absent).
+pub fn info_field(connection: &mut redis::Connection, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg("replication").query(connection).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `DEBUG DIGEST` of a node.
+pub fn digest(connection: &mut redis::Connection) -> String {
+    redis::cmd("DEBUG").arg("DIGEST").query(connection).unwrap()
+}
+
+/// Polls until `condition` holds; panics with `what` after `within`.
+pub fn poll_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The validated cluster section of node `node_id`, with `edit` applied to its TOML (for
+/// tests that speak the peer protocol themselves, e.g. with a wrong secret).
+pub fn cluster_config(
+    cluster: &Cluster,
+    node_id: u32,
+    edit: impl Fn(String) -> String,
+) -> tandem::config::ClusterConfig {
+    let text = edit(format!("[cluster]\nnode_id = {node_id}\n{}", cluster.section));
+    let file: tandem::config::FileConfig = toml::from_str(&text).unwrap();
+    file.validate().unwrap().cluster.unwrap()
+}

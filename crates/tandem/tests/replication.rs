@@ -1,0 +1,308 @@
+//! The replication plane between two real `tandem server` processes (issue 4,
+//! DESIGN.md "Replication plane", invariants 1 and 6): records reach the
+//! standby at the same indexes, sync mode loses no acknowledged write when
+//! the active is killed, the ack modes behave as configured while the
+//! standby is away, and bad peers are refused without harm.
+
+mod cluster_support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cluster_support::{cluster_config, digest, info_field, poll_until, Cluster, CONVERGE_TIMEOUT};
+use tandem::repl::handshake;
+use tandem::repl::wire::{self, Message, PeerReader};
+
+fn error_text(result: redis::RedisResult<redis::Value>) -> String {
+    let error = result.expect_err("an error reply");
+    format!("{} {}", error.code().unwrap_or(""), error.detail().unwrap_or(""))
+}
+
+#[test]
+fn records_written_on_the_active_appear_on_the_standby_at_the_same_indexes() {
+    let mut cluster = Cluster::start("ack_mode = \"sync\"");
+    let mut active = cluster.active().connection();
+    for each in 0..100 {
+        let _: () = redis::cmd("SET").arg(format!("string:{each}")).arg(each).query(&mut active).unwrap();
+        let _: i64 = redis::cmd("INCRBY").arg("counter").arg(each).query(&mut active).unwrap();
+        let _: i64 = redis::cmd("HSET").arg("hash").arg(format!("field{each}")).arg(each).query(&mut active).unwrap();
+        let _: i64 = redis::cmd("RPUSH").arg("list").arg(each).query(&mut active).unwrap();
+        let _: i64 = redis::cmd("SADD").arg("set").arg(each % 7).query(&mut active).unwrap();
+    }
+    let _: i64 = redis::cmd("EXPIRE").arg("string:1").arg(1000).query(&mut active).unwrap();
+    let _: i64 = redis::cmd("DEL").arg("string:2").query(&mut active).unwrap();
+    cluster.wait_converged();
+    let mut standby = cluster.standby().connection();
+    let value: String = redis::cmd("GET").arg("string:99").query(&mut standby).unwrap();
+    assert_eq!(value, "99");
+    let counter: i64 = redis::cmd("GET").arg("counter").query(&mut standby).unwrap();
+    assert_eq!(counter, (0..100).sum::<i64>());
+    let ttl: i64 = redis::cmd("TTL").arg("string:1").query(&mut standby).unwrap();
+    assert!(ttl > 0, "the expiry travels as an absolute deadline");
+    // Same indexes: the standby's log has exactly the active's last index.
+    assert_eq!(info_field(&mut standby, "slave_repl_offset"), info_field(&mut active, "master_repl_offset"));
+}
+
+#[test]
+fn sync_mode_loses_no_acknowledged_write_when_the_active_is_killed() {
+    let mut cluster = Cluster::start("ack_mode = \"sync\"");
+    let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let url = cluster.active().url();
+            let acknowledged = acknowledged.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+                connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                for sequence in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (key, value) = (format!("w{writer}:k{sequence}"), format!("v{sequence}"));
+                    // An error or a timeout is an unknown outcome, never counted as absent.
+                    match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut connection) {
+                        Ok(_) => acknowledged.lock().unwrap().insert(key, value),
+                        Err(_) => break,
+                    };
+                }
+            })
+        })
+        .collect();
+    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || acknowledged.lock().unwrap().len() >= 400);
+    cluster.active().kill9();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let mut standby = cluster.standby().connection();
+    let mut lost = Vec::new();
+    for (key, value) in &acknowledged {
+        let stored: Option<String> = redis::cmd("GET").arg(key).query(&mut standby).unwrap();
+        if stored.as_ref() != Some(value) {
+            lost.push(key.clone());
+        }
+    }
+    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acknowledged.len());
+}
+
+#[test]
+fn a_restarted_standby_catches_up_while_writes_continue() {
+    let mut cluster = Cluster::start("ack_mode = \"async\"");
+    let mut active = cluster.active().connection();
+    for each in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("before:{each}")).arg(each).query(&mut active).unwrap();
+    }
+    cluster.wait_converged();
+    cluster.standby().kill9();
+    for each in 0..200 {
+        let _: () = redis::cmd("SET").arg(format!("during:{each}")).arg(each).query(&mut active).unwrap();
+    }
+    let lag: u64 = info_field(&mut active, "tandem_replication_lag_records").parse().unwrap();
+    assert!(lag >= 200, "async mode reports the standby's lag: {lag}");
+    cluster.standby().start();
+    cluster.wait_converged();
+    assert_eq!(info_field(&mut active, "tandem_replication_lag_records"), "0");
+}
+
+#[test]
+fn semi_sync_continues_alone_after_the_timeout_and_reports_not_in_sync() {
+    let mut cluster = Cluster::start("ack_mode = \"semi-sync\"\nsync_timeout_ms = 200");
+    let mut active = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("first").arg(1).query(&mut active).unwrap();
+    // A write before the standby first connected may already have timed out: wait for sync.
+    cluster.wait_converged();
+    poll_until(CONVERGE_TIMEOUT, "the standby is in sync", || info_field(&mut active, "tandem_in_sync") == "1");
+    let events = |connection: &mut redis::Connection| -> u64 {
+        info_field(connection, "tandem_standby_out_of_sync_events").parse().unwrap()
+    };
+    let before = events(&mut active);
+    cluster.standby().kill9();
+    for each in 0..5 {
+        let _: () = redis::cmd("SET").arg(format!("alone:{each}")).arg(each).query(&mut active).unwrap();
+    }
+    assert_eq!(info_field(&mut active, "tandem_in_sync"), "0");
+    assert_eq!(events(&mut active), before + 1, "one fall out of sync, then writes continue without waiting");
+    assert!(cluster.active().stderr().contains("no longer in sync"));
+    cluster.standby().start();
+    cluster.wait_converged();
+    poll_until(CONVERGE_TIMEOUT, "the standby is in sync again", || info_field(&mut active, "tandem_in_sync") == "1");
+}
+
+#[test]
+fn sync_mode_blocks_writes_while_the_standby_is_down() {
+    let mut cluster = Cluster::start("ack_mode = \"sync\"");
+    let mut active = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("before").arg(1).query(&mut active).unwrap();
+    cluster.standby().kill9();
+    active.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let blocked = redis::cmd("SET").arg("blocked").arg(1).query::<String>(&mut active);
+    assert!(blocked.is_err(), "sync mode must not acknowledge without the standby: {blocked:?}");
+    cluster.standby().start();
+    // The blocked write was applied locally; once the standby persists it, replies flow again.
+    let mut fresh = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut fresh).unwrap();
+    cluster.wait_converged();
+    let mut standby = cluster.standby().connection();
+    let blocked: Option<String> = redis::cmd("GET").arg("blocked").query(&mut standby).unwrap();
+    assert_eq!(blocked.as_deref(), Some("1"));
+}
+
+#[test]
+fn the_standby_refuses_writes_and_both_report_their_role() {
+    let mut cluster = Cluster::start("");
+    let mut active = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut active).unwrap();
+    cluster.wait_converged();
+    let standby_port = cluster.standby().port;
+    let active_port = cluster.active().port;
+    let mut standby = cluster.standby().connection();
+    let refused = error_text(redis::cmd("SET").arg("k").arg("w").query(&mut standby));
+    assert_eq!(refused, "READONLY You can't write against a read only replica.");
+    let _: () = redis::cmd("MULTI").query(&mut standby).unwrap();
+    let queued = error_text(redis::cmd("INCR").arg("n").query(&mut standby));
+    assert!(queued.starts_with("READONLY"), "{queued}");
+    let aborted = error_text(redis::cmd("EXEC").query(&mut standby));
+    assert!(aborted.starts_with("EXECABORT"), "{aborted}");
+    let value: String = redis::cmd("GET").arg("k").query(&mut standby).unwrap();
+    assert_eq!(value, "v", "replica_read defaults to true");
+
+    let role: redis::Value = redis::cmd("ROLE").query(&mut standby).unwrap();
+    let expected = format!("[slave, 127.0.0.1, {active_port}, connected, ");
+    assert!(flat(&role).starts_with(&expected), "{}", flat(&role));
+    let role: redis::Value = redis::cmd("ROLE").query(&mut active).unwrap();
+    let expected = format!("[master, 1, [[127.0.0.1, {standby_port}, 1]]]");
+    assert_eq!(flat(&role), expected);
+
+    assert_eq!(info_field(&mut standby, "role"), "slave");
+    assert_eq!(info_field(&mut standby, "master_link_status"), "up");
+    assert_eq!(info_field(&mut standby, "master_port"), active_port.to_string());
+    assert_eq!(info_field(&mut standby, "tandem_epoch"), "1");
+    assert_eq!(info_field(&mut standby, "tandem_peer_state"), "alive");
+    assert_eq!(info_field(&mut active, "role"), "master");
+    assert_eq!(info_field(&mut active, "connected_slaves"), "1");
+    let slave = info_field(&mut active, "slave0");
+    assert!(slave.starts_with(&format!("ip=127.0.0.1,port={standby_port},state=online,offset=1,")), "{slave}");
+    assert_eq!(info_field(&mut active, "tandem_in_sync"), "1");
+    assert_eq!(info_field(&mut active, "tandem_ack_mode"), "sync");
+}
+
+#[test]
+fn replica_read_false_refuses_reads_on_the_standby() {
+    let mut cluster = Cluster::start("replica_read = false");
+    let mut standby = cluster.standby().connection();
+    let refused = error_text(redis::cmd("GET").arg("k").query(&mut standby));
+    assert!(refused.starts_with("READONLY"), "{refused}");
+    let _: String = redis::cmd("PING").query(&mut standby).unwrap();
+}
+
+/// A RESP value as flat text: arrays in brackets, strings and numbers bare.
+fn flat(value: &redis::Value) -> String {
+    match value {
+        redis::Value::Array(items) => format!("[{}]", items.iter().map(flat).collect::<Vec<_>>().join(", ")),
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) => text.clone(),
+        redis::Value::Int(number) => number.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Connects to `addr` as node 2 with `config`; returns the handshake outcome and the open socket.
+async fn connect_as(
+    addr: std::net::SocketAddr,
+    config: &tandem::config::ClusterConfig,
+) -> (Result<(), String>, tokio::net::TcpStream, PeerReader) {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut reader = PeerReader::new(1 << 20);
+    let outcome = handshake::connect(&mut socket, &mut reader, config, 1).await.map_err(|error| error.to_string());
+    (outcome, socket, reader)
+}
+
+#[test]
+fn peers_with_a_wrong_secret_or_cluster_id_are_refused_and_logged() {
+    let mut cluster = Cluster::start("");
+    let addr = cluster.active().peer_addr();
+    let wrong_secret =
+        cluster_config(&cluster, 2, |text| text.replace(cluster_support::SECRET, "not-the-secret-at-all-123"));
+    let wrong_cluster = cluster_config(&cluster, 2, |text| text.replace(cluster_support::CLUSTER_ID, "somebody-else"));
+    runtime().block_on(async {
+        let (outcome, ..) = connect_as(addr, &wrong_secret).await;
+        assert!(outcome.unwrap_err().contains("authentication failed"));
+        let (outcome, ..) = connect_as(addr, &wrong_cluster).await;
+        assert!(outcome.unwrap_err().contains("wrong cluster id"));
+    });
+    let active = cluster.active();
+    poll_until(CONVERGE_TIMEOUT, "the active logs both refusals", || {
+        let log = active.stderr();
+        log.contains("replication peer refused") && log.contains("wrong cluster id `somebody-else`")
+    });
+    let mut connection = active.connection();
+    let _: () = redis::cmd("SET").arg("still").arg("serving").query(&mut connection).unwrap();
+}
+
+#[test]
+fn garbage_on_the_peer_port_disconnects_without_harm() {
+    let mut cluster = Cluster::start("");
+    let addr = cluster.active().peer_addr();
+    for garbage in [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0xff; 64],                                    // a huge length prefix
+        [8u32.to_le_bytes(), 0u32.to_le_bytes()].concat(), // a checksum that does not match
+    ] {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        socket.write_all(&garbage).unwrap();
+        socket.write_all(&[0u8; 16]).unwrap();
+        let mut sink = Vec::new();
+        let _ = socket.read_to_end(&mut sink); // the node closes the connection
+    }
+    let active = cluster.active();
+    poll_until(CONVERGE_TIMEOUT, "the active logs the refusals", || {
+        active.stderr().matches("replication peer refused").count() >= 3
+    });
+    assert!(active.stderr().contains("above the limit"), "{}", active.stderr());
+    cluster.wait_converged();
+    let mut connection = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("still").arg("serving").query(&mut connection).unwrap();
+    cluster.wait_converged();
+}
+
+#[test]
+fn a_stale_epoch_is_rejected() {
+    let mut cluster = Cluster::start("");
+    let addr = cluster.active().peer_addr();
+    let config = cluster_config(&cluster, 2, |text| text);
+    let reason = runtime().block_on(async {
+        let (outcome, mut socket, mut reader) = connect_as(addr, &config).await;
+        outcome.unwrap();
+        let mut scratch = BytesMut::new();
+        let catch_up = Message::CatchUpFrom { epoch: 1, index: 1 };
+        wire::send(&mut socket, &catch_up, &mut scratch).await.unwrap();
+        wire::send(&mut socket, &Message::Ack { epoch: 0, durable_index: 0 }, &mut scratch).await.unwrap();
+        loop {
+            match reader.next(&mut socket).await.unwrap() {
+                Message::Refused { reason } => break reason,
+                _ => continue, // heartbeats and records before the refusal
+            }
+        }
+    });
+    assert!(reason.contains("stale epoch 0"), "{reason}");
+    let active = cluster.active();
+    poll_until(CONVERGE_TIMEOUT, "the active logs the stale epoch", || active.stderr().contains("stale epoch 0"));
+    // The real standby reconnects and the pair converges again.
+    let mut connection = active.connection();
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut connection).unwrap();
+    cluster.wait_converged();
+    let _ = digest(&mut connection);
+}
