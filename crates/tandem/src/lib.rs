@@ -16,6 +16,15 @@
 //!   hot standby (same indexes), replies wait per ack mode; handshake, wire.
 //! * [`failover`] — the failure detector (pure: heartbeats and `now` in,
 //!   alive/suspect/dead out); promotion and fencing come with the control plane.
+//! * [`db`] — the keyspace lock and the log together: execute a command or an
+//!   `EXEC` as one record, and the durability ticket a reply waits for.
+//! * [`server`] — accept loop, one task per connection, sessions (auth,
+//!   MULTI, pub/sub), client registry, `INFO`/`CONFIG`.
+//! * [`admin`] — `/metrics` and `/health` over HTTP, memory and CPU readings.
+//! * [`node`] — wires a node together (open, bind, background tasks, shutdown).
+//! * [`demo`], [`logcheck`], [`client`] — `tandem demo`, `tandem log check`,
+//!   and the small RESP client they use.
+//! * `tandem_control` (crate) — the control plane's Raft group (openraft).
 //!
 //! # The write path
 //! client ─RESP→ `server` → `cmd::lookup` → handler under the keyspace lock
