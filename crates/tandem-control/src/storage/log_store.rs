@@ -1,7 +1,7 @@
 //! The Raft log, vote and committed pointer of one member, in its directory.
 //!
 //! Files:
-//! * `raft-log.bin`: append-only CRC-framed [`LogRecord`]s (append, truncate, purge),
+//! * `raft-log.bin`: append-only CRC-framed `LogRecord`s (append, truncate, purge),
 //!   replayed on open; a torn last record is cut off, a corrupt one refuses the start.
 //!   On open the replayed log is rewritten compactly when it held truncate or purge records.
 //! * `vote.bin`, `committed.bin`: one record each, replaced atomically (tmp, fsync, rename,

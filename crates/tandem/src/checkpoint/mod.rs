@@ -7,10 +7,10 @@
 //! * [`service`] — the [`Checkpointer`]: takes the *cut* under the keyspace
 //!   lock (`Database::checkpoint_cut`: clones 16,384 bucket pointers, no
 //!   data), writes in the background, then retention and log truncation.
-//! * [`format`] — the file: versioned header, CRC32C-checked chunks of
+//! * [`format`](mod@format) — the file: versioned header, CRC32C-checked chunks of
 //!   bucket records, footer with counts and whole-file CRC32C
 //!   (spec: `docs/checkpoint-format.md`).
-//! * [`file`] — names, and the all-or-nothing write: temporary file, fsync,
+//! * [`file`](mod@file) — names, and the all-or-nothing write: temporary file, fsync,
 //!   rename, directory fsync; [`failpoint`] crashes it on demand for tests.
 //! * [`restore`] — at start: the newest chain (full + incrementals) that
 //!   verifies, then the log continues at its index + 1.

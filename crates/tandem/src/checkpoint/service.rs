@@ -1,7 +1,7 @@
 //! The node's checkpointer: takes the cut (under the keyspace lock, via
 //! [`Database::checkpoint_cut`]), writes the file on a background thread,
 //! then applies retention and truncates the log behind the oldest full
-//! checkpoint kept. It carries out [`policy`](super::policy) decisions and
+//! checkpoint kept. It carries out [`super::policy`] decisions and
 //! holds the state `INFO`, `LASTSAVE` and the metrics report.
 //!
 //! Invariants:

@@ -6,7 +6,7 @@
 //! would signal the key as modified (so `WATCH` sees the same changes).
 //!
 //! This file also holds the cursor walk that `HSCAN` and `SSCAN` share
-//! ([`scan_step`]), because both walk a `hashbrown` collection the same way.
+//! (`scan_step`), because both walk a `hashbrown` collection the same way.
 
 use std::collections::HashSet;
 
