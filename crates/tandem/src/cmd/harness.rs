@@ -78,3 +78,32 @@ impl Harness {
         self.keyspace.check_counts();
     }
 }
+
+/// Bytes of a text.
+pub fn b(text: &str) -> Bytes {
+    Bytes::copy_from_slice(text.as_bytes())
+}
+
+/// A bulk reply holding `text`.
+pub fn bulk_text(text: &str) -> Frame {
+    Frame::Bulk(b(text))
+}
+
+/// The text of a bulk reply.
+pub fn text(frame: &Frame) -> String {
+    match frame {
+        Frame::Bulk(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+        other => panic!("not a bulk string: {other:?}"),
+    }
+}
+
+/// The bulk strings of an array, set or map (keys and values), sorted.
+pub fn sorted(frame: &Frame) -> Vec<String> {
+    let mut texts: Vec<String> = match frame {
+        Frame::Array(items) | Frame::Set(items) => items.iter().map(text).collect(),
+        Frame::Map(pairs) => pairs.iter().flat_map(|(key, value)| [text(key), text(value)]).collect(),
+        other => panic!("not an aggregate: {other:?}"),
+    };
+    texts.sort();
+    texts
+}

@@ -311,36 +311,8 @@ pub(super) fn scan_step<'a, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::harness::Harness;
+    use crate::cmd::harness::{b, bulk_text, sorted, text, Harness};
     use crate::store::effect::Ttl;
-
-    impl Harness {}
-
-    fn b(text: &str) -> Bytes {
-        Bytes::copy_from_slice(text.as_bytes())
-    }
-
-    fn text(frame: &Frame) -> String {
-        match frame {
-            Frame::Bulk(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
-            other => panic!("not a bulk string: {other:?}"),
-        }
-    }
-
-    /// The bulk strings of an array, set or map (keys and values), sorted.
-    fn sorted(frame: &Frame) -> Vec<String> {
-        let mut texts: Vec<String> = match frame {
-            Frame::Array(items) | Frame::Set(items) => items.iter().map(text).collect(),
-            Frame::Map(pairs) => pairs.iter().flat_map(|(key, value)| [text(key), text(value)]).collect(),
-            other => panic!("not an aggregate: {other:?}"),
-        };
-        texts.sort();
-        texts
-    }
-
-    fn bulk_text(text: &str) -> Frame {
-        Frame::Bulk(b(text))
-    }
 
     #[test]
     fn hset_counts_new_fields_and_hget_reads_them() {

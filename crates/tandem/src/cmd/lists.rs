@@ -312,7 +312,7 @@ fn lpos(context: &mut DataContext, args: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::harness::Harness;
+    use crate::cmd::harness::{b, bulk_text, Harness};
     use crate::store::effect::Ttl;
     use crate::store::Value;
 
@@ -325,14 +325,6 @@ mod tests {
                 Some(other) => panic!("not a list: {other:?}"),
             }
         }
-    }
-
-    fn b(text: &str) -> Bytes {
-        Bytes::copy_from_slice(text.as_bytes())
-    }
-
-    fn bulk_text(text: &str) -> Frame {
-        Frame::Bulk(b(text))
     }
 
     fn array(texts: &[&str]) -> Frame {

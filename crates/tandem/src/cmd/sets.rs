@@ -253,7 +253,7 @@ fn sscan(context: &mut DataContext, args: &[Bytes]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::harness::Harness;
+    use crate::cmd::harness::{b, sorted, text, Harness};
     use crate::store::effect::Ttl;
 
     impl Harness {
@@ -270,27 +270,6 @@ mod tests {
                 Some(other) => panic!("not a set: {other:?}"),
             }
         }
-    }
-
-    fn b(text: &str) -> Bytes {
-        Bytes::copy_from_slice(text.as_bytes())
-    }
-
-    fn text(frame: &Frame) -> String {
-        match frame {
-            Frame::Bulk(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
-            other => panic!("not a bulk string: {other:?}"),
-        }
-    }
-
-    /// The bulk strings of an array or set, sorted.
-    fn sorted(frame: &Frame) -> Vec<String> {
-        let mut texts: Vec<String> = match frame {
-            Frame::Array(items) | Frame::Set(items) => items.iter().map(text).collect(),
-            other => panic!("not an aggregate: {other:?}"),
-        };
-        texts.sort();
-        texts
     }
 
     fn seed_members(h: &mut Harness, key: &str, count: usize) {
