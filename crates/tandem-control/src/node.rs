@@ -283,6 +283,16 @@ impl ControlNode {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.config.node_id)
     }
 
+    /// Makes a leader stand aside (stop heartbeats and campaigns) so another data member
+    /// elects itself, or ends that (`false`). openraft 0.9 has no leadership transfer; a
+    /// leader that stops heartbeating is replaced once the followers' election timers run
+    /// out. The caller must end it if no one takes over (e.g. the other member died).
+    pub fn stand_aside(&self, enabled: bool) {
+        let runtime = self.raft.runtime_config();
+        runtime.heartbeat(!enabled);
+        runtime.elect(!enabled);
+    }
+
     /// Until when this member may act as leader without another leader possibly existing;
     /// `None` if it is not leader or holds no lease at `now`. See `lease.rs` for the argument.
     pub fn lease_valid_until(&self, now: Instant) -> Option<Instant> {

@@ -141,6 +141,7 @@ pub struct MemberFile {
     pub client: Option<String>,
     pub peer: Option<String>,
     pub admin: Option<String>,
+    pub control: Option<String>,
 }
 
 /// A validated `[cluster]` section.
@@ -205,6 +206,10 @@ pub struct Member {
     pub peer: std::net::SocketAddr,
     /// Its admin HTTP address, if any.
     pub admin: Option<std::net::SocketAddr>,
+    /// Its control-plane (Raft) address; given for every member or for none. When given,
+    /// the control plane elects the active and fences the old one; without it, roles are
+    /// static (`initial_active`).
+    pub control: Option<std::net::SocketAddr>,
 }
 
 /// When a write's reply may leave, relative to the standby.
@@ -247,6 +252,11 @@ impl ClusterConfig {
             .iter()
             .find(|member| member.role == MemberRole::Data && member.id != self.node_id)
             .expect("validated: two data members")
+    }
+
+    /// Whether the members have control-plane addresses: the control plane then drives the roles.
+    pub fn has_control_plane(&self) -> bool {
+        self.members.iter().all(|member| member.control.is_some())
     }
 }
 
@@ -444,8 +454,22 @@ impl Config {
 }
 
 impl ClusterFile {
-    /// Validates the `[cluster]` section; errors name the field as `cluster.<field>`.
+    /// Validates the `[cluster]` section of a data node; errors name the field as `cluster.<field>`.
     pub fn validate(self) -> Result<ClusterConfig, ConfigError> {
+        self.validate_as(MemberRole::Data)
+    }
+
+    /// Validates the `[cluster]` section of the witness (`tandem witness`): `node_id` names the
+    /// witness member, and every member has a `control` address.
+    pub fn validate_witness(self) -> Result<ClusterConfig, ConfigError> {
+        let cluster = self.validate_as(MemberRole::Witness)?;
+        if !cluster.has_control_plane() {
+            return Err(invalid("cluster.members", "the witness needs a control address on every member"));
+        }
+        Ok(cluster)
+    }
+
+    fn validate_as(self, expected_role: MemberRole) -> Result<ClusterConfig, ConfigError> {
         let cluster_id = self.cluster_id.filter(|id| !id.trim().is_empty()).ok_or_else(|| {
             invalid("cluster.cluster_id", "is required: it names the cluster, and peers of another are refused")
         })?;
@@ -461,8 +485,12 @@ impl ClusterFile {
         let node_id = self.node_id.ok_or_else(|| invalid("cluster.node_id", "is required: this node's member id"))?;
         match members.iter().find(|member| member.id == node_id) {
             None => return Err(invalid("cluster.node_id", format!("{node_id} is not the id of any member"))),
-            Some(member) if member.role != MemberRole::Data => {
-                return Err(invalid("cluster.node_id", format!("member {node_id} is a witness, not a data node")))
+            Some(member) if member.role != expected_role => {
+                let message = match expected_role {
+                    MemberRole::Data => format!("member {node_id} is a witness, not a data node"),
+                    MemberRole::Witness => format!("member {node_id} is a data node, not the witness"),
+                };
+                return Err(invalid("cluster.node_id", message));
             }
             Some(_) => {}
         }
@@ -563,6 +591,34 @@ fn check_members(members: &[Member]) -> Result<(), ConfigError> {
             return Err(invalid("cluster.members", format!("two members have the peer address {}", member.peer)));
         }
     }
+    check_control_addresses(members)
+}
+
+/// Control addresses on every member (then a witness is needed for a majority of three) or on none.
+fn check_control_addresses(members: &[Member]) -> Result<(), ConfigError> {
+    let with_control = members.iter().filter(|member| member.control.is_some()).count();
+    if with_control == 0 {
+        return Ok(());
+    }
+    if with_control != members.len() {
+        return Err(invalid("cluster.members", "give a control address to every member or to none"));
+    }
+    if !members.iter().any(|member| member.role == MemberRole::Witness) {
+        return Err(invalid(
+            "cluster.members",
+            "the control plane needs a witness: two data nodes alone have no majority",
+        ));
+    }
+    let mut addresses = std::collections::HashSet::new();
+    for member in members {
+        let control = member.control.expect("counted above");
+        if !addresses.insert(control) || members.iter().any(|other| other.peer == control) {
+            return Err(invalid(
+                "cluster.members",
+                format!("member {}: control address {control} is used twice", member.id),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -588,10 +644,11 @@ impl MemberFile {
         let peer =
             address("peer", self.peer)?.ok_or_else(|| invalid(field, format!("member {id} has no peer address")))?;
         let admin = address("admin", self.admin)?;
+        let control = address("control", self.control)?;
         if role == MemberRole::Data && client.is_none() {
             return Err(invalid(field, format!("data member {id} has no client address")));
         }
-        Ok(Member { id, role, client, peer, admin })
+        Ok(Member { id, role, client, peer, admin, control })
     }
 }
 
@@ -708,6 +765,39 @@ members = [
         assert!(active.contains("`cluster.initial_active`"), "{active}");
         let missing = cluster_error(|text| text.replace("cluster_id = \"test\"", ""));
         assert!(missing.contains("`cluster.cluster_id`"), "{missing}");
+    }
+
+    fn with_control(text: &str) -> String {
+        text.replace("peer = \"127.0.0.1:17101\"", "peer = \"127.0.0.1:17101\", control = \"127.0.0.1:17201\"")
+            .replace("peer = \"127.0.0.1:17102\"", "peer = \"127.0.0.1:17102\", control = \"127.0.0.1:17202\"")
+            .replace("peer = \"127.0.0.1:17103\"", "peer = \"127.0.0.1:17103\", control = \"127.0.0.1:17203\"")
+    }
+
+    #[test]
+    fn control_addresses_go_on_every_member_or_none() {
+        let config = toml::from_str::<FileConfig>(&with_control(CLUSTER)).unwrap().validate().unwrap();
+        assert!(config.cluster.unwrap().has_control_plane());
+        let plain = toml::from_str::<FileConfig>(CLUSTER).unwrap().validate().unwrap();
+        assert!(!plain.cluster.unwrap().has_control_plane());
+        let partial = cluster_error(|text| with_control(text).replace(", control = \"127.0.0.1:17203\"", ""));
+        assert!(partial.contains("`cluster.members`") && partial.contains("every member"), "{partial}");
+        let twice = cluster_error(|text| with_control(text).replace("17202", "17201"));
+        assert!(twice.contains("`cluster.members`") && twice.contains("used twice"), "{twice}");
+        let bad = cluster_error(|text| with_control(text).replace("127.0.0.1:17202", "nowhere"));
+        assert!(bad.contains("`cluster.members`") && bad.contains("control `nowhere`"), "{bad}");
+    }
+
+    #[test]
+    fn the_witness_validates_its_own_member() {
+        let witness_section = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            file.cluster.unwrap().validate_witness().map(|cluster| cluster.node_id).map_err(|error| error.to_string())
+        };
+        assert_eq!(witness_section(&with_control(CLUSTER).replace("node_id = 1", "node_id = 3")), Ok(3));
+        let data = witness_section(&with_control(CLUSTER)).unwrap_err();
+        assert!(data.contains("`cluster.node_id`") && data.contains("not the witness"), "{data}");
+        let no_control = witness_section(&CLUSTER.replace("node_id = 1", "node_id = 3")).unwrap_err();
+        assert!(no_control.contains("control address"), "{no_control}");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! * [`repl`] — the replication plane: the active streams log records to the
 //!   hot standby (same indexes), replies wait per ack mode; handshake, wire.
 //! * [`failover`] — the failure detector (pure: heartbeats and `now` in,
-//!   alive/suspect/dead out); promotion and fencing come with the control plane.
+//!   alive/suspect/dead out) and the control-plane driver: roles and epoch
+//!   from the replicated control state, promotion, lease fencing, the witness.
 //! * [`db`] — the keyspace lock and the log together: execute a command or an
 //!   `EXEC` as one record, and the durability ticket a reply waits for.
 //! * [`server`] — accept loop, one task per connection, sessions (auth,

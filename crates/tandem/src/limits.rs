@@ -83,6 +83,12 @@ pub const PEER_BATCH_BYTES_SOFT_MAX: usize = 1024 * 1024;
 pub const PEER_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Longest pause between a standby's attempts to reconnect to the active.
 pub const PEER_RECONNECT_MAX_MS: u64 = 1_000;
+/// Longest pause between attempts at a control-plane proposal that bounced (no leader yet,
+/// leader unreachable).
+pub const CONTROL_RETRY_MAX_MS: u64 = 1_000;
+/// Longest a control-group leader that is not the active stands aside for the active
+/// before it leads again (and as long again before it retries).
+pub const CONTROL_STAND_ASIDE_MAX_MS: u64 = 3_000;
 
 const _: () = assert!(BULK_BYTES_MAX_DEFAULT <= BULK_BYTES_MAX_CEILING);
 const _: () = assert!(HEARTBEAT_MS_DEFAULT * 2 <= DETECTOR_DEAD_MIN_MS_DEFAULT);

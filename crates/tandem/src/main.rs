@@ -22,6 +22,9 @@ enum Command {
     /// Run a data node (a flag given twice: the last one wins).
     #[command(args_override_self = true)]
     Server(ServerArgs),
+    /// Run the cluster's witness: a control-plane member that votes, holds no data and
+    /// never becomes active.
+    Witness(WitnessArgs),
     /// Inspect or repair the log of a data directory.
     #[command(subcommand)]
     Log(LogCommand),
@@ -67,6 +70,20 @@ struct ServerArgs {
     #[arg(long)]
     worker_threads: Option<usize>,
     /// Log filter, e.g. info, debug, tandem=debug (default info; RUST_LOG also works).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+/// `tandem witness` options.
+#[derive(Args)]
+struct WitnessArgs {
+    /// TOML configuration file with the `[cluster]` section; `cluster.node_id` names the witness.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where the control plane's files live (default: `data_dir` from the file, else `tandem-witness-data`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log filter (`RUST_LOG` syntax) when `RUST_LOG` is unset.
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -194,6 +211,33 @@ fn main() -> ExitCode {
                 CheckpointCommand::Inspect { id, data_dir } => cli::inspect(&data_dir, id),
                 CheckpointCommand::Verify { id, data_dir } => cli::verify(&data_dir, id),
                 CheckpointCommand::Restore { id, data_dir, from } => cli::restore(&from, id, &data_dir),
+            }
+        }
+        Command::Witness(args) => {
+            init_tracing(&args.log_level);
+            abort_on_panic();
+            let loaded = FileConfig::load(&args.config).and_then(|file| {
+                let data_dir = args.data_dir.clone().or(file.data_dir.clone());
+                let cluster = file.cluster.ok_or(config::ConfigError::Invalid {
+                    field: "cluster",
+                    message: "the witness needs the [cluster] section".into(),
+                })?;
+                Ok((cluster.validate_witness()?, data_dir.unwrap_or_else(|| PathBuf::from("tandem-witness-data"))))
+            });
+            let (cluster, data_dir) = match loaded {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("tandem: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+            match runtime.expect("tokio runtime").block_on(tandem::failover::control::run_witness(cluster, data_dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("tandem: {error:#}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Demo(args) => {

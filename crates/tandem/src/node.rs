@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
+use tandem_control::ControlNode;
 use tandem_log::NodeId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::config::Config;
 use crate::db::{self, Database};
+use crate::failover;
 use crate::limits;
 use crate::repl::{self, Replication, Role};
 use crate::server::{self, Runtime, Shared};
@@ -45,6 +47,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let replication = match &config.cluster {
         None => Replication::standalone(),
+        Some(cluster) if cluster.has_control_plane() => {
+            // A standby until the control plane names this node active (failover::control).
+            let replication = Replication::new(cluster.clone(), Role::Standby);
+            replication.set_role(&database, Role::Standby, database.epoch());
+            replication
+        }
         Some(cluster) => {
             // Static roles until the control plane elects the active (it will call `set_role`).
             let role = if cluster.initial_active == cluster.node_id { Role::Active } else { Role::Standby };
@@ -59,6 +67,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on peer address {addr}"))?)
         }
         None => None,
+    };
+    let control = match &config.cluster {
+        Some(cluster) if cluster.has_control_plane() => {
+            let control_config = failover::control::control_config(cluster, &config.data_dir);
+            Some(Arc::new(ControlNode::start(control_config).await.context("starting the control-plane member")?))
+        }
+        _ => None,
     };
     let (shutdown, _) = watch::channel(false);
     let checkpoints = Arc::new(crate::checkpoint::Checkpointer::new(
@@ -103,6 +118,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(peer = ?listener.local_addr().ok(), role = ?shared.replication.role(), "replication plane up");
         background.push(tokio::spawn(repl::sender::listen(listener, shared.clone())));
         background.push(tokio::spawn(repl::receiver::follow(shared.clone())));
+    }
+    if let Some(control) = control {
+        shared.replication.attach_control(control.clone());
+        background.push(tokio::spawn(failover::control::run(shared.clone(), control)));
     }
 
     let mut stopped = shared.shutdown.subscribe();

@@ -3,8 +3,11 @@
 //!
 //! * [`detector`] — pure: heartbeat arrival times in, `Alive | Suspect | Dead`
 //!   out; adapts to the observed jitter between a floor and a ceiling.
+//! * [`control`] — follows the control plane's state (role, epoch), promotes
+//!   an in-sync standby whose active is dead, keeps the control group's
+//!   leadership (and so the lease) on the active; `tandem witness`.
 //!
-//! Promotion, fencing and the service address come with the control plane
-//! (issue 4); they will read the detector's verdicts, not a clock.
+//! The service address comes later; it will follow the same control state.
 
+pub mod control;
 pub mod detector;

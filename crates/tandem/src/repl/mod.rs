@@ -35,9 +35,11 @@ pub mod sender;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tandem_control::ControlNode;
 use tandem_log::LogIndex;
 use tokio::sync::watch;
 
@@ -109,6 +111,10 @@ pub struct Replication {
     session_generation: AtomicU64,
     /// The origin of the monotonic milliseconds the detector is fed.
     clock: Instant,
+    /// Serializes role changes (the control-plane task and the receiver both make them).
+    role_change: Mutex<()>,
+    /// The control-plane member, when the cluster has one: its lease fences the active.
+    control: OnceLock<Arc<ControlNode>>,
 }
 
 impl Replication {
@@ -137,6 +143,8 @@ impl Replication {
             rejected_peers: AtomicU64::new(0),
             session_generation: AtomicU64::new(0),
             clock: Instant::now(),
+            role_change: Mutex::new(()),
+            control: OnceLock::new(),
         }
     }
 
@@ -145,15 +153,62 @@ impl Replication {
         Role::from_u8(self.role.load(Ordering::Acquire))
     }
 
-    /// Sets the role and the epoch — the API the control plane will drive.
+    /// Sets the role and the epoch — the API the control plane drives (`failover::control`).
     /// The epoch only moves forward; the database stamps new records with it
     /// and refuses writes unless the node is active or standalone.
     pub fn set_role(&self, db: &Database, role: Role, epoch: u64) {
+        let _serialized = self.role_change.lock();
+        self.apply_role(db, role, epoch);
+    }
+
+    /// Takes the role the control plane gives this node, at the control-plane epoch (or
+    /// the log's, if that is ahead); does nothing if both are already in force.
+    pub fn follow_control(&self, db: &Database, role: Role, control_epoch: u64) {
+        let _serialized = self.role_change.lock();
+        let epoch = control_epoch.max(db.epoch());
+        if role != self.role() || epoch != db.epoch() {
+            self.apply_role(db, role, epoch);
+        }
+    }
+
+    /// Runs `apply` (applying replicated records) only if this node is a standby, with
+    /// role changes held off meanwhile, so that a promotion never lands in the middle of a
+    /// batch from the old active. `None` if this node is not a standby.
+    pub(crate) fn while_standby<R>(&self, apply: impl FnOnce() -> R) -> Option<R> {
+        let _serialized = self.role_change.lock();
+        (self.role() == Role::Standby).then(apply)
+    }
+
+    fn apply_role(&self, db: &Database, role: Role, epoch: u64) {
         assert!(epoch >= db.epoch(), "epochs only increase: {} -> {epoch}", db.epoch());
         db.set_epoch(epoch);
         db.set_writable(role != Role::Standby);
         self.role.store(role.to_u8(), Ordering::Release);
         tracing::info!(role = ?role, epoch, "role set");
+    }
+
+    /// Hands over the control-plane member, once, at start: from then on the active accepts
+    /// writes only while it holds the control-plane lease.
+    pub fn attach_control(&self, control: Arc<ControlNode>) {
+        assert!(self.control.set(control).is_ok(), "the control plane is attached once");
+    }
+
+    /// The control-plane member, if attached.
+    pub fn control(&self) -> Option<&Arc<ControlNode>> {
+        self.control.get()
+    }
+
+    /// Whether this node is the active but cannot confirm its lease with a majority of the
+    /// control group (DESIGN.md invariant 2): it must not accept writes now.
+    pub fn lease_lost(&self) -> bool {
+        if self.role() != Role::Active {
+            return false;
+        }
+        let Some(control) = self.control.get() else {
+            return false;
+        };
+        let now = tokio::time::Instant::now();
+        control.lease_valid_until(now).is_none_or(|valid_until| valid_until <= now)
     }
 
     /// Whether client writes must be refused with `-READONLY`.
@@ -194,8 +249,10 @@ impl Replication {
         }
         let replicated = self.replicated_index();
         match cluster.ack_mode {
-            AckMode::Sync => replicated < ticket,
-            AckMode::SemiSync => self.in_sync.load(Ordering::Acquire) && replicated < ticket,
+            AckMode::Sync => replicated < ticket && self.peer_recorded_in_sync(),
+            AckMode::SemiSync => {
+                self.in_sync.load(Ordering::Acquire) && replicated < ticket && self.peer_recorded_in_sync()
+            }
             AckMode::Async => {
                 cluster.max_lag_records > 0
                     && self.standby_connected.load(Ordering::Acquire)
@@ -210,10 +267,11 @@ impl Replication {
             return;
         };
         match cluster.ack_mode {
-            AckMode::Sync => self.wait_replicated(ticket).await,
+            AckMode::Sync => self.wait_replicated_or_peer_out_of_sync(ticket).await,
             AckMode::SemiSync => {
                 let timeout = Duration::from_millis(cluster.sync_timeout_ms);
-                if tokio::time::timeout(timeout, self.wait_replicated(ticket)).await.is_err() {
+                let waited = self.wait_replicated_or_peer_out_of_sync(ticket);
+                if tokio::time::timeout(timeout, waited).await.is_err() {
                     self.standby_out_of_sync(ticket, cluster.sync_timeout_ms);
                 }
             }
@@ -226,6 +284,37 @@ impl Replication {
                 })
                 .await;
             }
+        }
+    }
+
+    /// Whether the control plane records the peer as in sync (always true without a control
+    /// plane). A sync reply waits for the standby only while it is: the control plane marks
+    /// a dead standby out of sync *before* the active acknowledges a write without it, so an
+    /// out-of-sync node is never promoted automatically (DESIGN.md invariant 3).
+    fn peer_recorded_in_sync(&self) -> bool {
+        let (Some(control), Some(cluster)) = (self.control.get(), &self.cluster) else {
+            return true;
+        };
+        let peer = tandem_control::NodeId::from(cluster.peer_data_member().id);
+        control.state_changes().borrow().in_sync.contains(&peer)
+    }
+
+    /// Resolves once the standby acknowledged `index`, or once the control plane recorded
+    /// the standby out of sync (never, if neither happens).
+    async fn wait_replicated_or_peer_out_of_sync(&self, index: LogIndex) {
+        let (Some(control), Some(cluster)) = (self.control.get(), &self.cluster) else {
+            return self.wait_replicated(index).await;
+        };
+        let peer = tandem_control::NodeId::from(cluster.peer_data_member().id);
+        let mut states = control.state_changes();
+        let out_of_sync = async {
+            if states.wait_for(|state| !state.in_sync.contains(&peer)).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = self.wait_replicated(index) => {}
+            _ = out_of_sync => {}
         }
     }
 

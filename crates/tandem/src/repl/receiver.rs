@@ -149,13 +149,16 @@ fn receive(shared: &Shared, message: Message, applied: &watch::Sender<u64>) -> R
     shared.replication.peer_heard();
     match message {
         Message::Records { records, .. } => {
-            for record in records {
-                let record = tandem_log::Record::from(record);
-                let index = record.index;
-                shared.db.apply_replicated(&record).map_err(|error| error.to_string())?;
-                applied.send_replace(index.0);
-            }
-            Ok(())
+            let applied_all = shared.replication.while_standby(|| {
+                for record in records {
+                    let record = tandem_log::Record::from(record);
+                    let index = record.index;
+                    shared.db.apply_replicated(&record).map_err(|error| error.to_string())?;
+                    applied.send_replace(index.0);
+                }
+                Ok(())
+            });
+            applied_all.unwrap_or_else(|| Err("this node is no longer a standby".into()))
         }
         Message::Heartbeat { last_index, .. } => {
             shared.replication.set_active_last_index(last_index);

@@ -242,6 +242,18 @@ fn replication(shared: &Shared, text: &mut String) {
     line(text, "tandem_peer_state", replication.peer_verdict().map_or("unknown", |verdict| verdict.as_str()));
     line(text, "tandem_peer_silence_ms", replication.peer_silence_ms().map_or(-1, |ms| ms as i64));
     line(text, "tandem_rejected_peers", replication.rejected_peers());
+    if let Some(control) = replication.control() {
+        // This member's applied control state: until it shows the current epoch, this node's
+        // control log lags and the witness would not vote for it.
+        let state = control.state();
+        let leader = control.metrics().borrow().current_leader;
+        let in_sync: Vec<String> = state.in_sync.iter().map(|id| id.to_string()).collect();
+        line(text, "tandem_control_epoch", state.epoch);
+        line(text, "tandem_control_active", state.active.map_or(-1, |id| id as i64));
+        line(text, "tandem_control_leader", leader.map_or(-1, |id| id as i64));
+        line(text, "tandem_control_in_sync", in_sync.join(","));
+        line(text, "tandem_lease_valid", u8::from(replication.role() == Role::Active && !replication.lease_lost()));
+    }
 }
 
 fn cpu(_shared: &Shared, text: &mut String) {

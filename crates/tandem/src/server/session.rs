@@ -55,8 +55,15 @@ pub struct Flow {
     pub deferred: Option<DeferredReply>,
 }
 
-/// A standby refuses writes like a Redis replica, and reads too with `replica_read = false`.
+/// A standby refuses writes like a Redis replica, and reads too with `replica_read = false`;
+/// an active without a valid control-plane lease (fenced) refuses writes with `-READONLY` as
+/// well, so that clients treat it like a demoted master and look for the active again.
 fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> {
+    if spec.is_write() && shared.replication.lease_lost() {
+        return Some(CommandError::Other(
+            "READONLY this node holds no control-plane lease (fenced): it may no longer be the active; retry".into(),
+        ));
+    }
     if !shared.replication.refuses_writes() {
         return None;
     }

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -21,8 +22,22 @@ pub const SECRET: &str = "test-cluster-secret-0123456789";
 /// The cluster id of the test clusters.
 pub const CLUSTER_ID: &str = "tandem-test";
 
+/// Ports the tests pick from: below Linux's ephemeral range (32768–60999), so that an
+/// outgoing connection of a node under test never takes a port picked for another node
+/// before that node binds it (which `bind(":0")` ports could).
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    for _ in 0..span {
+        let offset = (std::process::id().wrapping_mul(97) + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = (TEST_PORTS.start + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 /// One data node process.
@@ -40,31 +55,64 @@ pub struct Node {
     runs: u32,
 }
 
-/// Two data nodes of one cluster.
+/// The witness process of a cluster with a control plane.
+pub struct Witness {
+    child: Option<Child>,
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+/// Two data nodes of one cluster (and its witness, with a control plane).
 pub struct Cluster {
-    _temp: TempDir,
     /// Node 1 (starts active) and node 2 (starts standby).
     pub nodes: Vec<Node>,
+    /// The witness (member 3), when the cluster runs the control plane.
+    pub witness: Option<Witness>,
     /// The `[cluster]` section both nodes share, minus `node_id`.
     pub section: String,
+    /// Dropped last, so that a failing test still prints the processes' stderr.
+    _temp: TempDir,
 }
 
 impl Cluster {
     /// Starts a cluster; `extra` is appended to the `[cluster]` section (e.g. `ack_mode = "async"`).
     pub fn start(extra: &str) -> Cluster {
+        Cluster::start_with(extra, false)
+    }
+
+    /// Starts a witness and two data nodes whose roles the control plane decides.
+    pub fn start_with_control_plane(extra: &str) -> Cluster {
+        Cluster::start_with(extra, true)
+    }
+
+    fn start_with(extra: &str, control_plane: bool) -> Cluster {
         let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
+        let control =
+            || if control_plane { format!(", control = \"127.0.0.1:{}\"", free_port()) } else { String::new() };
         let section = format!(
             "cluster_id = \"{CLUSTER_ID}\"\nsecret = \"{SECRET}\"\ninitial_active = 1\nheartbeat_ms = 50\n{extra}\n\
-             members = [\n  {{ id = 1, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\" }},\n  \
-             {{ id = 2, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\" }},\n  \
-             {{ id = 3, role = \"witness\", peer = \"127.0.0.1:{}\" }},\n]\n",
+             members = [\n  {{ id = 1, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\"{} }},\n  \
+             {{ id = 2, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\"{} }},\n  \
+             {{ id = 3, role = \"witness\", peer = \"127.0.0.1:{}\"{} }},\n]\n",
             ports[0].0,
             ports[0].1,
+            control(),
             ports[1].0,
             ports[1].1,
-            free_port()
+            control(),
+            free_port(),
+            control(),
         );
+        let witness = control_plane.then(|| {
+            let dir = temp.path().join("witness");
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("tandem.toml");
+            std::fs::write(&config, format!("[cluster]\nnode_id = 3\n{section}")).unwrap();
+            let mut witness = Witness { child: None, config, dir };
+            witness.start();
+            witness
+        });
         let nodes = (1..=2u32)
             .map(|id| {
                 let dir = temp.path().join(format!("node{id}"));
@@ -75,7 +123,7 @@ impl Cluster {
                 Node { id, child: None, port, peer_port, data_dir: dir.join("data"), config, dir, runs: 0 }
             })
             .collect();
-        let mut cluster = Cluster { _temp: temp, nodes, section };
+        let mut cluster = Cluster { _temp: temp, nodes, witness, section };
         for node in &mut cluster.nodes {
             node.start();
         }
@@ -102,6 +150,66 @@ impl Cluster {
             let standby_offset = info_field(&mut standby_connection, "slave_repl_offset");
             active_offset == standby_offset && digest(&mut active_connection) == digest(&mut standby_connection)
         });
+    }
+}
+
+impl Witness {
+    /// Starts `tandem witness` (it has no client port to wait for).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "the witness is already running");
+        let stderr = File::create(self.stderr_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .arg("witness")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn tandem witness");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the witness is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
+    /// The witness's stderr.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    /// The witness's configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.join("stderr.log")
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- witness stderr ----\n{}", self.stderr());
+        }
     }
 }
 

@@ -1,0 +1,331 @@
+//! The data node's side of the control plane: follow the replicated
+//! [`ControlState`] (who is active, in which epoch), promote this node when
+//! the active is dead and this node is in sync, and keep the control group's
+//! leadership on the active, whose lease is the leader's lease.
+//!
+//! Decisions are pure functions of the control state, this node's id and the
+//! failure detector's verdict on the peer ([`role_in`], [`proposal`],
+//! [`should_stand_aside`]); [`run`] carries them out. Also `tandem witness`
+//! ([`run_witness`]): a control-group member with no data role.
+//!
+//! Invariants:
+//! * this node is active iff the applied control state names it active; the
+//!   epoch it stamps records with is the control-plane epoch (never lower than
+//!   its log's);
+//! * a promotion is proposed only for this node, only when it is in the in-sync
+//!   set, and names the epoch it saw (the pure `apply` refuses it otherwise);
+//! * the active accepts writes only under its lease (`Replication::lease_lost`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tandem_control::{
+    ControlCommand, ControlConfig, ControlError, ControlNode, ControlResponse, ControlState, MemberConfig, NodeId,
+};
+
+use crate::config::{ClusterConfig, MemberRole};
+use crate::failover::detector::Verdict;
+use crate::limits;
+use crate::repl::Role;
+use crate::server::Shared;
+
+/// The control-plane member configuration of `cluster`'s own member; its files live in
+/// `<data_dir>/control/`.
+pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig {
+    let members: BTreeMap<NodeId, MemberConfig> = cluster
+        .members
+        .iter()
+        .map(|member| {
+            let role = match member.role {
+                MemberRole::Data => tandem_control::MemberRole::Data,
+                MemberRole::Witness => tandem_control::MemberRole::Witness,
+            };
+            let address = member.control.expect("validated: every member has a control address");
+            (NodeId::from(member.id), MemberConfig { address, role })
+        })
+        .collect();
+    let data_dir = data_dir.join("control");
+    ControlConfig::new(NodeId::from(cluster.node_id), members, data_dir, &cluster.cluster_id, &cluster.secret.0)
+}
+
+/// The role the control state gives this node.
+pub fn role_in(state: &ControlState, me: NodeId) -> Role {
+    if state.active == Some(me) {
+        Role::Active
+    } else {
+        Role::Standby
+    }
+}
+
+/// The two data nodes as a decision sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Members {
+    /// This node.
+    pub me: NodeId,
+    /// The other data node.
+    pub peer: NodeId,
+    /// The data node `[cluster] initial_active` names.
+    pub initial_active: NodeId,
+}
+
+/// What this data node should propose now, if anything, given the detector's verdict on
+/// the peer:
+/// * the first promotion of a new cluster (by `initial_active`, for itself);
+/// * its own promotion when the active is dead and this node is in sync (invariant 3);
+/// * as the active, a dead standby out of sync, so that writes continue without it and
+///   it is never promoted while it lacks them (replies wait until this is committed).
+pub fn proposal(state: &ControlState, members: Members, peer_verdict: Option<Verdict>) -> Option<ControlCommand> {
+    let Members { me, peer, initial_active } = members;
+    if state.data_nodes.is_empty() {
+        return None;
+    }
+    let peer_dead = peer_verdict == Some(Verdict::Dead);
+    match state.active {
+        None if state.epoch == 0 && me == initial_active => {
+            Some(ControlCommand::Promote { node: me, expected_epoch: 0, force: false })
+        }
+        Some(active) if active == me && peer_dead && state.in_sync.contains(&peer) => {
+            Some(ControlCommand::MarkOutOfSync { node: peer, epoch: state.epoch })
+        }
+        Some(active) if active != me && peer_dead && state.in_sync.contains(&me) => {
+            Some(ControlCommand::Promote { node: me, expected_epoch: state.epoch, force: false })
+        }
+        _ => None,
+    }
+}
+
+/// Whether this node, leading the control group without being the active, should stand
+/// aside so that the live active leads: the active's lease exists only while it leads.
+pub fn should_stand_aside(state: &ControlState, me: NodeId, leading: bool, peer_verdict: Option<Verdict>) -> bool {
+    leading && state.active.is_some_and(|active| active != me) && peer_verdict == Some(Verdict::Alive)
+}
+
+/// Drives this data node's role from the control plane until shutdown.
+pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
+    let cluster = shared.replication.cluster.as_ref().expect("the control plane runs only in a cluster");
+    let heartbeat = Duration::from_millis(cluster.heartbeat_ms);
+    let me = control.id();
+    let members = Members {
+        me,
+        peer: NodeId::from(cluster.peer_data_member().id),
+        initial_active: NodeId::from(cluster.initial_active),
+    };
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut retry = Retry::new(heartbeat);
+    // Forming the group needs a quorum: until a second member is up, this keeps retrying.
+    loop {
+        match control.initialize().await {
+            Ok(()) => break,
+            Err(error) => tracing::info!(%error, "control plane: not initialized yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry.failed()) => {}
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+    }
+    retry.succeeded();
+    let mut states = control.state_changes();
+    let mut stand_aside = StandAside::default();
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let state = states.borrow_and_update().clone();
+        let role = role_in(&state, me);
+        shared.replication.follow_control(&shared.db, role, state.epoch);
+        let verdict = shared.replication.peer_verdict();
+        stand_aside.update(&control, should_stand_aside(&state, me, control.is_leader(), verdict));
+        if let Some(command) = proposal(&state, members, verdict) {
+            if retry.due() {
+                propose(&control, command, &mut retry).await;
+            }
+        }
+        tokio::select! {
+            changed = states.changed() => if changed.is_err() { return },
+            _ = ticker.tick() => {}
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+    }
+}
+
+/// Proposes `command`; a refusal is logged (the state moved on or the node is not in
+/// sync), a bounce (no leader, leader unreachable) backs off before the next attempt.
+async fn propose(control: &ControlNode, command: ControlCommand, retry: &mut Retry) {
+    match control.propose(command.clone()).await {
+        Ok(ControlResponse::Applied { epoch }) => {
+            tracing::info!(?command, epoch, "control plane: applied");
+            retry.succeeded();
+        }
+        Ok(ControlResponse::Refused(refusal)) => {
+            tracing::warn!(?command, %refusal, "control plane: refused");
+            retry.failed();
+        }
+        Ok(ControlResponse::NoCommand) => retry.succeeded(),
+        Err(error @ (ControlError::NotLeader { .. } | ControlError::Unavailable(_))) => {
+            let wait = retry.failed();
+            tracing::info!(?command, %error, wait_ms = wait.as_millis() as u64, "control plane: retrying");
+        }
+        Err(error) => {
+            let wait = retry.failed();
+            tracing::warn!(?command, %error, wait_ms = wait.as_millis() as u64, "control plane: proposal failed");
+        }
+    }
+}
+
+/// A bounded exponential backoff between attempts.
+struct Retry {
+    first: Duration,
+    wait: Duration,
+    next_attempt: Instant,
+}
+
+impl Retry {
+    fn new(first: Duration) -> Retry {
+        Retry { first, wait: first, next_attempt: Instant::now() }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next_attempt
+    }
+
+    /// Records a failed attempt; returns how long to wait before the next.
+    fn failed(&mut self) -> Duration {
+        let wait = self.wait;
+        self.next_attempt = Instant::now() + wait;
+        self.wait = (self.wait * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS));
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.wait = self.first;
+        self.next_attempt = Instant::now();
+    }
+}
+
+/// Standing aside, bounded: if no one takes the leadership within
+/// `CONTROL_STAND_ASIDE_MAX_MS`, this node leads again for as long before retrying, so a
+/// group whose active cannot win an election is never left without a leader.
+#[derive(Default)]
+struct StandAside {
+    since: Option<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl StandAside {
+    fn update(&mut self, control: &ControlNode, wanted: bool) {
+        let now = Instant::now();
+        let limit = Duration::from_millis(limits::CONTROL_STAND_ASIDE_MAX_MS);
+        let paused = self.paused_until.is_some_and(|until| now < until);
+        match (wanted && !paused, self.since) {
+            (true, None) => {
+                tracing::info!("control plane: leading without being the active; standing aside for the active");
+                control.stand_aside(true);
+                self.since = Some(now);
+            }
+            (true, Some(since)) if now.duration_since(since) > limit => {
+                tracing::warn!("control plane: the active did not take the leadership; leading again for now");
+                control.stand_aside(false);
+                self.since = None;
+                self.paused_until = Some(now + limit);
+            }
+            (false, Some(_)) => {
+                control.stand_aside(false);
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `tandem witness`: a control-group member that votes and stores the control log,
+/// never campaigns and never holds data, until SIGTERM or SIGINT.
+pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+    let config = control_config(&cluster, &data_dir);
+    let control = ControlNode::start(config).await.context("starting the witness's control-plane member")?;
+    tracing::info!(node = cluster.node_id, data_dir = %data_dir.display(), "witness ready");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+    control.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: NodeId = 1;
+    const B: NodeId = 2;
+    const AS_A: Members = Members { me: A, peer: B, initial_active: A };
+    const AS_B: Members = Members { me: B, peer: A, initial_active: A };
+
+    fn configured() -> ControlState {
+        let mut state = ControlState::default();
+        tandem_control::apply(&mut state, &ControlCommand::Configure { data_nodes: [A, B].into() });
+        state
+    }
+
+    fn active(node: NodeId) -> ControlState {
+        let mut state = configured();
+        tandem_control::apply(&mut state, &ControlCommand::Promote { node, expected_epoch: 0, force: false });
+        state
+    }
+
+    #[test]
+    fn only_the_initial_active_proposes_the_first_promotion() {
+        let state = configured();
+        let promote = ControlCommand::Promote { node: A, expected_epoch: 0, force: false };
+        assert_eq!(proposal(&state, AS_A, None), Some(promote));
+        assert_eq!(proposal(&state, AS_B, None), None);
+        assert_eq!(proposal(&ControlState::default(), AS_A, None), None, "not before Configure");
+    }
+
+    #[test]
+    fn an_in_sync_standby_promotes_itself_only_when_the_active_is_dead() {
+        let state = active(A);
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Alive)), None);
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Suspect)), None);
+        assert_eq!(proposal(&state, AS_B, None), None);
+        let promote = ControlCommand::Promote { node: B, expected_epoch: 1, force: false };
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Dead)), Some(promote));
+        let mut lagging = state.clone();
+        tandem_control::apply(&mut lagging, &ControlCommand::MarkOutOfSync { node: B, epoch: 1 });
+        assert_eq!(proposal(&lagging, AS_B, Some(Verdict::Dead)), None, "an out-of-sync node is never promoted");
+    }
+
+    #[test]
+    fn the_active_marks_a_dead_standby_out_of_sync_once() {
+        let state = active(A);
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive)), None);
+        assert_eq!(proposal(&state, AS_A, None), None);
+        let mark = ControlCommand::MarkOutOfSync { node: B, epoch: 1 };
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Dead)), Some(mark.clone()));
+        let mut marked = state.clone();
+        tandem_control::apply(&mut marked, &mark);
+        assert_eq!(proposal(&marked, AS_A, Some(Verdict::Dead)), None);
+    }
+
+    #[test]
+    fn roles_follow_the_state_and_the_witness_has_none() {
+        let state = active(B);
+        assert_eq!(role_in(&state, B), Role::Active);
+        assert_eq!(role_in(&state, A), Role::Standby);
+        assert_eq!(role_in(&configured(), A), Role::Standby);
+    }
+
+    #[test]
+    fn a_leading_standby_stands_aside_only_for_a_live_active() {
+        let state = active(A);
+        assert!(should_stand_aside(&state, B, true, Some(Verdict::Alive)));
+        assert!(!should_stand_aside(&state, B, false, Some(Verdict::Alive)));
+        assert!(!should_stand_aside(&state, B, true, Some(Verdict::Dead)));
+        assert!(!should_stand_aside(&state, A, true, Some(Verdict::Alive)));
+        assert!(!should_stand_aside(&configured(), B, true, Some(Verdict::Alive)));
+    }
+}

@@ -1,0 +1,160 @@
+//! Automatic failover through the control plane with real processes (issue 4;
+//! DESIGN.md "Active-passive", invariants 1–3): a witness and two data nodes
+//! elect the initial active, a killed active is replaced by the in-sync
+//! standby with no acknowledged write lost, the witness never takes a data
+//! role, and the loss of the witness alone changes nothing.
+
+mod cluster_support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_support::{info_field, poll_until, Cluster, Node, CONVERGE_TIMEOUT};
+
+/// The first element of `ROLE`'s reply ("master" or "slave"), or "" if the node cannot answer.
+fn role(node: &Node) -> String {
+    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
+        return String::new();
+    };
+    let reply: redis::RedisResult<Vec<redis::Value>> = redis::cmd("ROLE").query(&mut connection);
+    match reply.ok().and_then(|values| values.into_iter().next()) {
+        Some(value) => redis::from_redis_value::<String>(&value).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+/// Whether a `SET` on `node` is acknowledged now.
+fn accepts_a_write(node: &Node, key: &str) -> bool {
+    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
+        return false;
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(5)));
+    redis::cmd("SET").arg(key).arg("1").query::<String>(&mut connection).is_ok()
+}
+
+/// Waits until node `index` is the active and acknowledges writes.
+fn wait_active(cluster: &Cluster, index: usize) {
+    let node = &cluster.nodes[index];
+    poll_until(CONVERGE_TIMEOUT, &format!("node {} is the active and accepts writes", node.id), || {
+        role(node) == "master" && accepts_a_write(node, "probe")
+    });
+}
+
+/// Waits until node 2 follows node 1 and its control-plane member holds the current control
+/// log (a member whose control log lags cannot be elected: the witness would refuse its vote).
+fn wait_standby_joined(cluster: &Cluster) {
+    let mut standby = cluster.nodes[1].connection();
+    poll_until(CONVERGE_TIMEOUT, "node 2 follows node 1 on both planes", || {
+        info_field(&mut standby, "role") == "slave"
+            && info_field(&mut standby, "master_link_status") == "up"
+            && info_field(&mut standby, "tandem_control_active") == "1"
+            && info_field(&mut standby, "tandem_control_leader") == "1"
+    });
+}
+
+#[test]
+fn the_initial_active_is_elected_and_serves_writes_while_the_standby_refuses_them() {
+    let cluster = Cluster::start_with_control_plane("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let mut standby = cluster.nodes[1].connection();
+    let error =
+        redis::cmd("SET").arg("k").arg("v").query::<String>(&mut standby).expect_err("a standby refuses writes");
+    assert_eq!(error.code(), Some("READONLY"), "{error}");
+}
+
+#[test]
+fn killing_the_active_under_sync_load_promotes_the_standby_and_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start_with_control_plane("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let url = cluster.nodes[0].url();
+            let acknowledged = acknowledged.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+                connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                for sequence in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (key, value) = (format!("w{writer}:k{sequence}"), format!("v{sequence}"));
+                    // An error or a timeout is an unknown outcome, never counted as absent.
+                    match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut connection) {
+                        Ok(_) => {
+                            acknowledged.lock().unwrap().insert(key, value);
+                        }
+                        Err(error) if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() => {
+                            break
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || acknowledged.lock().unwrap().len() >= 400);
+    cluster.nodes[0].kill9();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    wait_active(&cluster, 1);
+    let mut survivor = cluster.nodes[1].connection();
+    let acknowledged = acknowledged.lock().unwrap();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|(key, value)| {
+            redis::cmd("GET").arg(*key).query::<Option<String>>(&mut survivor).unwrap().as_ref() != Some(*value)
+        })
+        .map(|(key, _)| key)
+        .collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acknowledged.len());
+    // The witness voted for the promotion but took no data role.
+    let witness = cluster.witness.as_mut().expect("a witness");
+    assert!(witness.is_running());
+    assert!(!witness.stderr().contains("role set"), "the witness never takes a data role");
+}
+
+#[test]
+fn the_witness_is_refused_a_data_members_id_and_never_serves_clients() {
+    let cluster = Cluster::start_with_control_plane("");
+    let witness = cluster.witness.as_ref().expect("a witness");
+    let text = std::fs::read_to_string(witness.config_path()).unwrap().replace("node_id = 3", "node_id = 1");
+    let path = witness.config_path().with_file_name("as-data-member.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("witness")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cluster.node_id") && stderr.contains("not the witness"), "{stderr}");
+    // The active is one of the data nodes, and the witness never logs a data role.
+    wait_active(&cluster, 0);
+    assert!(!witness.stderr().contains("role set"));
+}
+
+#[test]
+fn killing_the_witness_leaves_writes_on_the_active_running() {
+    let mut cluster = Cluster::start_with_control_plane("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    cluster.witness.as_mut().expect("a witness").kill9();
+    let mut active = cluster.nodes[0].connection();
+    for each in 0..200 {
+        let reply: String =
+            redis::cmd("SET").arg(format!("after-witness:{each}")).arg(each).query(&mut active).unwrap();
+        assert_eq!(reply, "OK");
+    }
+    assert_eq!(role(&cluster.nodes[0]), "master");
+    assert_eq!(role(&cluster.nodes[1]), "slave");
+}
