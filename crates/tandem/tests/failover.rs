@@ -6,12 +6,9 @@
 
 mod cluster_support;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_support::{info_field, poll_until, Cluster, Node, CONVERGE_TIMEOUT};
+use cluster_support::{info_field, lost_writes, poll_until, Cluster, Node, Writers, CONVERGE_TIMEOUT};
 
 /// The first element of `ROLE`'s reply ("master" or "slave"), or "" if the node cannot answer.
 fn role(node: &Node) -> String {
@@ -70,51 +67,12 @@ fn killing_the_active_under_sync_load_promotes_the_standby_and_loses_no_acknowle
     let mut cluster = Cluster::start_with_control_plane("ack_mode = \"sync\"");
     wait_active(&cluster, 0);
     wait_standby_joined(&cluster);
-    let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|writer| {
-            let url = cluster.nodes[0].url();
-            let acknowledged = acknowledged.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
-                connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                for sequence in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let (key, value) = (format!("w{writer}:k{sequence}"), format!("v{sequence}"));
-                    // An error or a timeout is an unknown outcome, never counted as absent.
-                    match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut connection) {
-                        Ok(_) => {
-                            acknowledged.lock().unwrap().insert(key, value);
-                        }
-                        Err(error) if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() => {
-                            break
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            })
-        })
-        .collect();
-    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || acknowledged.lock().unwrap().len() >= 400);
+    let writers = Writers::start(&cluster.nodes[0].url(), 4);
+    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || writers.acknowledged_count() >= 400);
     cluster.nodes[0].kill9();
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    let acknowledged = writers.stop();
     wait_active(&cluster, 1);
-    let mut survivor = cluster.nodes[1].connection();
-    let acknowledged = acknowledged.lock().unwrap();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|(key, value)| {
-            redis::cmd("GET").arg(*key).query::<Option<String>>(&mut survivor).unwrap().as_ref() != Some(*value)
-        })
-        .map(|(key, _)| key)
-        .collect();
+    let lost = lost_writes(&mut cluster.nodes[1].connection(), &acknowledged);
     assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acknowledged.len());
     // The witness voted for the promotion but took no data role.
     let witness = cluster.witness.as_mut().expect("a witness");

@@ -6,15 +6,14 @@
 
 mod cluster_support;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use cluster_support::{cluster_config, digest, info_field, poll_until, Cluster, CONVERGE_TIMEOUT};
+use cluster_support::{
+    cluster_config, digest, info_field, lost_writes, poll_until, Cluster, Writers, CONVERGE_TIMEOUT,
+};
 use tandem::repl::handshake;
 use tandem::repl::wire::{self, Message, PeerReader};
 
@@ -51,45 +50,11 @@ fn records_written_on_the_active_appear_on_the_standby_at_the_same_indexes() {
 #[test]
 fn sync_mode_loses_no_acknowledged_write_when_the_active_is_killed() {
     let mut cluster = Cluster::start("ack_mode = \"sync\"");
-    let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|writer| {
-            let url = cluster.active().url();
-            let acknowledged = acknowledged.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
-                connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                for sequence in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let (key, value) = (format!("w{writer}:k{sequence}"), format!("v{sequence}"));
-                    // An error or a timeout is an unknown outcome, never counted as absent.
-                    match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut connection) {
-                        Ok(_) => acknowledged.lock().unwrap().insert(key, value),
-                        Err(_) => break,
-                    };
-                }
-            })
-        })
-        .collect();
-    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || acknowledged.lock().unwrap().len() >= 400);
+    let writers = Writers::start(&cluster.active().url(), 4);
+    poll_until(CONVERGE_TIMEOUT, "writers acknowledged 400 writes", || writers.acknowledged_count() >= 400);
     cluster.active().kill9();
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let mut standby = cluster.standby().connection();
-    let mut lost = Vec::new();
-    for (key, value) in &acknowledged {
-        let stored: Option<String> = redis::cmd("GET").arg(key).query(&mut standby).unwrap();
-        if stored.as_ref() != Some(value) {
-            lost.push(key.clone());
-        }
-    }
+    let acknowledged = writers.stop();
+    let lost = lost_writes(&mut cluster.standby().connection(), &acknowledged);
     assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acknowledged.len());
 }
 

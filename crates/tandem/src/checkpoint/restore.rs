@@ -45,7 +45,8 @@ pub struct Verified {
 }
 
 impl Verified {
-    fn new(header: &Header, path: &Path, totals: Totals) -> Verified {
+    /// What a header and the totals of a file that verified say about it.
+    pub(super) fn new(header: &Header, path: &Path, totals: Totals) -> Verified {
         Verified {
             id: header.id,
             kind: header.kind,

@@ -308,16 +308,7 @@ impl Checkpointer {
             Ok((path, totals)) => {
                 attempt.bytes = totals.bytes;
                 attempt.buckets = totals.buckets;
-                let verified = Verified {
-                    id: header.id,
-                    kind: header.kind,
-                    log_index: header.log_index,
-                    base_id: header.base_id,
-                    created_unix_ms: header.created_unix_ms,
-                    bytes: totals.bytes,
-                    key_count: header.key_count,
-                    path,
-                };
+                let verified = Verified::new(header, &path, totals);
                 state.base = Some(Base { id: header.id, generation });
                 state.failed_at_ms = None;
                 state.last_any_ms = header.created_unix_ms;

@@ -4,11 +4,14 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -334,4 +337,72 @@ pub fn cluster_config(
     let text = edit(format!("[cluster]\nnode_id = {node_id}\n{}", cluster.section));
     let file: tandem::config::FileConfig = toml::from_str(&text).unwrap();
     file.validate().unwrap().cluster.unwrap()
+}
+
+/// Client threads that `SET` unique keys until stopped, recording every
+/// acknowledged write. An I/O error or a timeout ends a writer: that write's
+/// outcome is unknown, never counted as absent; an error reply (e.g.
+/// `READONLY` while fenced) is retried.
+pub struct Writers {
+    acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts `count` writers against `url`.
+    pub fn start(url: &str, count: usize) -> Writers {
+        let acknowledged: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|writer| {
+                let (url, acknowledged, stop) = (url.to_string(), acknowledged.clone(), stop.clone());
+                std::thread::spawn(move || write_until_stopped(&url, writer, &acknowledged, &stop))
+            })
+            .collect();
+        Writers { acknowledged, stop, threads }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn acknowledged_count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Stops the writers and returns every acknowledged (key, value).
+    pub fn stop(self) -> BTreeMap<String, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        self.acknowledged.lock().unwrap().clone()
+    }
+}
+
+fn write_until_stopped(url: &str, writer: usize, acknowledged: &Mutex<BTreeMap<String, String>>, stop: &AtomicBool) {
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    connection.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for sequence in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let (key, value) = (format!("w{writer}:k{sequence}"), format!("v{sequence}"));
+        match redis::cmd("SET").arg(&key).arg(&value).query::<String>(&mut connection) {
+            Ok(_) => {
+                acknowledged.lock().unwrap().insert(key, value);
+            }
+            Err(error) if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// The acknowledged keys whose value `connection` does not return.
+pub fn lost_writes(connection: &mut redis::Connection, acknowledged: &BTreeMap<String, String>) -> Vec<String> {
+    acknowledged
+        .iter()
+        .filter(|(key, value)| {
+            redis::cmd("GET").arg(*key).query::<Option<String>>(connection).unwrap().as_ref() != Some(*value)
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
 }
