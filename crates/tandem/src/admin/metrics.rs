@@ -16,12 +16,12 @@ pub struct Level(AtomicU64);
 
 impl Level {
     /// Adds to the level.
-    pub fn increment(&self, by: f64) {
-        self.0.fetch_add(by as u64, Ordering::Relaxed);
+    pub fn increment(&self, by: u64) {
+        self.0.fetch_add(by, Ordering::Relaxed);
     }
     /// Subtracts from the level.
-    pub fn decrement(&self, by: f64) {
-        self.0.fetch_sub(by as u64, Ordering::Relaxed);
+    pub fn decrement(&self, by: u64) {
+        self.0.fetch_sub(by, Ordering::Relaxed);
     }
     /// The current level.
     pub fn get(&self) -> u64 {
@@ -53,18 +53,6 @@ pub struct Metrics {
     pub connected_clients: Level,
     /// Keys deleted by expiry since start.
     pub expired_keys: Count,
-}
-
-impl Metrics {
-    /// Commands processed since start.
-    pub fn commands_processed_value(&self) -> u64 {
-        self.commands_processed.get()
-    }
-
-    /// Keys expired since start, and (reserved) keys evicted.
-    pub fn expired_keys_value(&self) -> (u64, u64) {
-        (self.expired_keys.get(), 0)
-    }
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tandem_log::LogIndex;
-use tandem_resp::{parse_request, Frame, Protocol};
+use tandem_resp::{parse_request, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -45,14 +45,14 @@ pub async fn run(socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
         let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
         return;
     };
-    shared.metrics.connected_clients.increment(1.0);
+    shared.metrics.connected_clients.increment(1);
     let (sender, receiver) = mpsc::channel(limits::SUBSCRIBER_QUEUE_MESSAGES_MAX);
     let authenticated = shared.config.requirepass.is_none();
     let mut session = Session::new(client.clone(), authenticated, sender);
     let closed = serve(socket, &shared, &mut session, receiver).await;
     session.close(&shared);
     shared.clients.unregister(client.id);
-    shared.metrics.connected_clients.decrement(1.0);
+    shared.metrics.connected_clients.decrement(1);
     match closed {
         Closed::Protocol(ref message) => tracing::info!(client = client.id, %addr, "closed: {message}"),
         Closed::Io(ref error) => tracing::debug!(client = client.id, %addr, %error, "closed: socket error"),
@@ -167,9 +167,9 @@ async fn serve(
                 Err(error) => return Closed::Io(error),
             },
             Some(message) = messages.recv() => {
-                encode_message(message, session.protocol, &mut output);
+                message.encode(session.protocol, &mut output);
                 while let Ok(message) = messages.try_recv() {
-                    encode_message(message, session.protocol, &mut output);
+                    message.encode(session.protocol, &mut output);
                     if output.len() > limits::REPLY_BUFFER_BYTES_SOFT_MAX {
                         break;
                     }
@@ -180,8 +180,4 @@ async fn serve(
             _ = idle => return Closed::Idle,
         }
     }
-}
-
-fn encode_message(message: Frame, protocol: Protocol, output: &mut BytesMut) {
-    message.encode(protocol, output);
 }
