@@ -130,6 +130,8 @@ pub struct ClusterFile {
     pub detector_dead_max_ms: Option<u64>,
     pub initial_active: Option<u32>,
     pub replica_read: Option<bool>,
+    pub service_address: Option<String>,
+    pub on_role_change: Option<String>,
 }
 
 /// One `[[cluster.members]]` entry's shape.
@@ -169,6 +171,12 @@ pub struct ClusterConfig {
     pub initial_active: u32,
     /// Whether a standby serves reads.
     pub replica_read: bool,
+    /// The address clients use whichever node is active: the active binds it, a demoted
+    /// node unbinds it. A loopback address (127.0.0.0/8) for now.
+    pub service_address: Option<std::net::SocketAddr>,
+    /// A shell command run on every role change, with `TANDEM_ROLE`, `TANDEM_EPOCH`,
+    /// `TANDEM_NODE_ID` and `TANDEM_SERVICE_ADDRESS` in its environment.
+    pub on_role_change: Option<String>,
 }
 
 /// The shared cluster secret; `Debug` does not print it.
@@ -546,8 +554,24 @@ impl ClusterFile {
             detector,
             initial_active,
             replica_read: self.replica_read.unwrap_or(true),
+            service_address: self.service_address.as_deref().map(service_address).transpose()?,
+            on_role_change: self.on_role_change.filter(|command| !command.trim().is_empty()),
         })
     }
+}
+
+/// A service address: `ip:port` on loopback (the Linux virtual IP form is not built yet).
+fn service_address(text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let field = "cluster.service_address";
+    let address: std::net::SocketAddr =
+        text.parse().map_err(|_| invalid(field, format!("`{text}` is not an ip:port address")))?;
+    if !address.ip().is_loopback() {
+        return Err(invalid(field, format!("`{text}` is not a loopback address (127.0.0.0/8 or ::1)")));
+    }
+    if address.port() == 0 {
+        return Err(invalid(field, "needs a port other than 0"));
+    }
+    Ok(address)
 }
 
 /// The secret from `secret` or `secret_file` (exactly one), at least `SECRET_BYTES_MIN` long.

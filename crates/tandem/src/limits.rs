@@ -86,6 +86,13 @@ pub const PEER_RECONNECT_MAX_MS: u64 = 1_000;
 /// Longest pause between attempts at a control-plane proposal that bounced (no leader yet,
 /// leader unreachable).
 pub const CONTROL_RETRY_MAX_MS: u64 = 1_000;
+/// How often the service-address holder re-checks its role and lease, and a successor
+/// retries binding an address the old holder has not released yet.
+pub const ADDRESS_RETRY_MS: u64 = 10;
+/// Pending connections a listener queues before accepting.
+pub const LISTEN_BACKLOG: u32 = 1024;
+/// How long an `on_role_change` command may run before it is killed.
+pub const ROLE_CHANGE_COMMAND_TIMEOUT_MS: u64 = 30_000;
 /// Longest a control-group leader that is not the active stands aside for the active
 /// before it leads again (and as long again before it retries).
 pub const CONTROL_STAND_ASIDE_MAX_MS: u64 = 3_000;

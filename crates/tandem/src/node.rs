@@ -119,6 +119,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         background.push(tokio::spawn(repl::sender::listen(listener, shared.clone())));
         background.push(tokio::spawn(repl::receiver::follow(shared.clone())));
     }
+    if let Some(cluster) = &shared.config.cluster {
+        background.push(tokio::spawn(failover::roles::react(shared.clone())));
+        if let Some(address) = cluster.service_address {
+            background.push(tokio::spawn(failover::address::hold(shared.clone(), address)));
+        }
+    }
     if let Some(control) = control {
         shared.replication.attach_control(control.clone());
         background.push(tokio::spawn(failover::control::run(shared.clone(), control)));

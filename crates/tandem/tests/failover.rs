@@ -116,3 +116,63 @@ fn killing_the_witness_leaves_writes_on_the_active_running() {
     assert_eq!(role(&cluster.nodes[0]), "master");
     assert_eq!(role(&cluster.nodes[1]), "slave");
 }
+
+/// A loopback service address of its own for this test process (127.0.0.0/8 needs no setup).
+fn service_address() -> String {
+    let pid = std::process::id();
+    format!("127.{}.{}.1:6390", 20 + pid % 200, 1 + (pid / 200) % 250)
+}
+
+fn connect_through(address: &str) -> Option<redis::Connection> {
+    let connection = redis::Client::open(format!("redis://{address}")).unwrap().get_connection().ok()?;
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(5)));
+    Some(connection)
+}
+
+#[test]
+fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() {
+    let address = service_address();
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let extra = format!(
+        "ack_mode = \"sync\"\nservice_address = \"{address}\"\n\
+         on_role_change = \"echo $TANDEM_NODE_ID $TANDEM_ROLE $TANDEM_EPOCH $TANDEM_SERVICE_ADDRESS >> {}\"",
+        marker.path().display()
+    );
+    let mut cluster = Cluster::start_with_control_plane(&extra);
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let mut through = None;
+    poll_until(CONVERGE_TIMEOUT, "the service address answers", || {
+        through = connect_through(&address);
+        through.is_some()
+    });
+    let mut through = through.unwrap();
+    let _: () = redis::cmd("SET").arg("via-address").arg("1").query(&mut through).unwrap();
+    let node_id: String = redis::cmd("INFO").arg("replication").query::<String>(&mut through).unwrap();
+    assert!(node_id.contains("tandem_node_id:1"), "the address leads to the active: {node_id}");
+    let mut standby = cluster.nodes[1].connection();
+    assert_eq!(info_field(&mut standby, "tandem_service_address_bound"), "0", "the standby does not hold it");
+    let mut subscriber = cluster.nodes[1].connection();
+    let _ = subscriber.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("__tandem__:role").unwrap();
+
+    cluster.nodes[0].kill9();
+    let message = pubsub.get_message().expect("a role-change message");
+    assert_eq!(message.get_payload::<String>().unwrap(), "active 2 2", "role epoch node");
+    drop(pubsub);
+    let mut moved = None;
+    poll_until(CONVERGE_TIMEOUT, "the service address leads to node 2", || {
+        moved = connect_through(&address);
+        let Some(connection) = moved.as_mut() else { return false };
+        redis::cmd("SET").arg("after-failover").arg("1").query::<String>(connection).is_ok()
+    });
+    let mut moved = moved.unwrap();
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut moved).unwrap();
+    assert!(info.contains("tandem_node_id:2") && info.contains("tandem_service_address_bound:1"), "{info}");
+    assert!(info.contains("tandem_failovers:1"), "{info}");
+    let value: String = redis::cmd("GET").arg("via-address").query(&mut moved).unwrap();
+    assert_eq!(value, "1", "the write made through the address before the failover survived");
+    let runs = std::fs::read_to_string(marker.path()).unwrap();
+    assert!(runs.contains(&format!("2 active 2 {address}")), "on_role_change ran on promotion: {runs}");
+}

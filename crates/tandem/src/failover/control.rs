@@ -136,6 +136,9 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         let role = role_in(&state, me);
         shared.replication.follow_control(&shared.db, role, state.epoch);
         let verdict = shared.replication.peer_verdict();
+        if role == Role::Standby && state.active == Some(members.peer) {
+            shared.replication.note_active_dead(verdict == Some(Verdict::Dead));
+        }
         stand_aside.update(&control, should_stand_aside(&state, me, control.is_leader(), verdict));
         if let Some(command) = proposal(&state, members, verdict) {
             if retry.due() {

@@ -6,8 +6,12 @@
 //! * [`control`] — follows the control plane's state (role, epoch), promotes
 //!   an in-sync standby whose active is dead, keeps the control group's
 //!   leadership (and so the lease) on the active; `tandem witness`.
-//!
-//! The service address comes later; it will follow the same control state.
+//! * [`address`] — the active holds the service address while its lease is
+//!   valid; a demoted or fenced node releases it.
+//! * [`roles`] — what follows a role change: the role-change channel, closing
+//!   clients on demotion, `on_role_change`.
 
+pub mod address;
 pub mod control;
 pub mod detector;
+pub mod roles;

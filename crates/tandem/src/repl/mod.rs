@@ -115,6 +115,69 @@ pub struct Replication {
     role_change: Mutex<()>,
     /// The control-plane member, when the cluster has one: its lease fences the active.
     control: OnceLock<Arc<ControlNode>>,
+    /// Every role change, as (role, epoch): the service address, `on_role_change`, the
+    /// role-change channel and client disconnection follow it (`failover::roles`).
+    role_events: watch::Sender<RoleEvent>,
+    /// When this node last saw its active dead and was promoted (the failover timeline).
+    failover: Mutex<FailoverRecord>,
+    /// The service address, if configured, and whether this node holds it.
+    pub service_address: AddressStatus,
+}
+
+/// A role this node took, and the epoch it took it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleEvent {
+    /// The new role.
+    pub role: Role,
+    /// The epoch.
+    pub epoch: u64,
+    /// The role before.
+    pub previous: Role,
+}
+
+/// The timeline of this node's last failover (promotion after its active was declared dead).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailoverRecord {
+    /// Promotions of this node after the active was declared dead.
+    pub failovers: u64,
+    /// Unix ms when this node's detector declared the active dead, for the last failover.
+    pub detected_unix_ms: u64,
+    /// Unix ms when the control plane made this node active, for the last failover.
+    pub promoted_unix_ms: u64,
+    /// Unix ms the active was first seen dead, while this node has not been promoted yet.
+    pending_detection_unix_ms: Option<u64>,
+}
+
+/// Whether this node holds the service address, for INFO and the demo's timeline.
+#[derive(Debug, Default)]
+pub struct AddressStatus {
+    bound: AtomicBool,
+    bound_unix_ms: AtomicU64,
+    released_unix_ms: AtomicU64,
+}
+
+impl AddressStatus {
+    /// Records that the address was bound (`true`) or released now.
+    pub fn set_bound(&self, bound: bool) {
+        self.bound.store(bound, Ordering::Release);
+        let when = if bound { &self.bound_unix_ms } else { &self.released_unix_ms };
+        when.store(crate::db::unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether this node holds the address now.
+    pub fn is_bound(&self) -> bool {
+        self.bound.load(Ordering::Acquire)
+    }
+
+    /// Unix ms of the last bind (0 if never).
+    pub fn bound_unix_ms(&self) -> u64 {
+        self.bound_unix_ms.load(Ordering::Relaxed)
+    }
+
+    /// Unix ms of the last release (0 if never).
+    pub fn released_unix_ms(&self) -> u64 {
+        self.released_unix_ms.load(Ordering::Relaxed)
+    }
 }
 
 impl Replication {
@@ -145,6 +208,9 @@ impl Replication {
             clock: Instant::now(),
             role_change: Mutex::new(()),
             control: OnceLock::new(),
+            role_events: watch::Sender::new(RoleEvent { role, epoch: 0, previous: role }),
+            failover: Mutex::new(FailoverRecord::default()),
+            service_address: AddressStatus::default(),
         }
     }
 
@@ -181,10 +247,41 @@ impl Replication {
 
     fn apply_role(&self, db: &Database, role: Role, epoch: u64) {
         assert!(epoch >= db.epoch(), "epochs only increase: {} -> {epoch}", db.epoch());
+        let previous = self.role();
         db.set_epoch(epoch);
         db.set_writable(role != Role::Standby);
         self.role.store(role.to_u8(), Ordering::Release);
+        if previous == Role::Standby && role == Role::Active {
+            let mut failover = self.failover.lock();
+            if let Some(detected) = failover.pending_detection_unix_ms.take() {
+                failover.failovers += 1;
+                failover.detected_unix_ms = detected;
+                failover.promoted_unix_ms = crate::db::unix_ms();
+            }
+        }
+        self.role_events.send_replace(RoleEvent { role, epoch, previous });
         tracing::info!(role = ?role, epoch, "role set");
+    }
+
+    /// Role changes, newest first (a watch: a slow reader sees the latest).
+    pub fn role_events(&self) -> watch::Receiver<RoleEvent> {
+        self.role_events.subscribe()
+    }
+
+    /// The standby saw its active dead (`true`) or alive again: the start of a failover's
+    /// timeline, completed when this node is promoted.
+    pub fn note_active_dead(&self, dead: bool) {
+        let mut failover = self.failover.lock();
+        match (dead, failover.pending_detection_unix_ms) {
+            (true, None) => failover.pending_detection_unix_ms = Some(crate::db::unix_ms()),
+            (false, Some(_)) => failover.pending_detection_unix_ms = None,
+            _ => {}
+        }
+    }
+
+    /// The last failover's timeline.
+    pub fn failover_record(&self) -> FailoverRecord {
+        *self.failover.lock()
     }
 
     /// Hands over the control-plane member, once, at start: from then on the active accepts

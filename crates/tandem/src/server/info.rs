@@ -241,6 +241,15 @@ fn replication(shared: &Shared, text: &mut String) {
     line(text, "tandem_peer_state", replication.peer_verdict().map_or("unknown", |verdict| verdict.as_str()));
     line(text, "tandem_peer_silence_ms", replication.peer_silence_ms().map_or(-1, |ms| ms as i64));
     line(text, "tandem_rejected_peers", replication.rejected_peers());
+    let failover = replication.failover_record();
+    line(text, "tandem_failovers", failover.failovers);
+    line(text, "tandem_last_failover_detected_unix_ms", failover.detected_unix_ms);
+    line(text, "tandem_last_failover_promoted_unix_ms", failover.promoted_unix_ms);
+    let address = &replication.service_address;
+    line(text, "tandem_service_address", cluster.service_address.map(|a| a.to_string()).unwrap_or_default());
+    line(text, "tandem_service_address_bound", u8::from(address.is_bound()));
+    line(text, "tandem_service_address_bound_unix_ms", address.bound_unix_ms());
+    line(text, "tandem_service_address_released_unix_ms", address.released_unix_ms());
     if let Some(control) = replication.control() {
         // This member's applied control state: until it shows the current epoch, this node's
         // control log lags and the witness would not vote for it.
