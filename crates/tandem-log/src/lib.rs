@@ -49,10 +49,11 @@ mod writer_tests;
 
 pub use error::{Corruption, LogError};
 pub use maintenance::{
-    check, remove_all_segments, remove_segments_before, repair, CheckReport, Problem, ProblemKind, RepairReport,
+    check, remove_all_segments, remove_segments_before, repair, truncate_after, CheckReport, Problem, ProblemKind,
+    RepairReport,
 };
 pub use progress::Progress;
-pub use reader::{read_from, LogReader};
+pub use reader::{epoch_at, last_record_with_epoch_at_most, read_from, LogReader};
 pub use recovery::{recover, Recovery};
 pub use types::{
     Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId, ParseFsyncPolicyError, Record, PENDING_BYTES_SOFT_MAX,

@@ -1,19 +1,23 @@
 //! Operator tools and housekeeping: `check` (read-only), `repair` (keep the longest valid
 //! prefix), `remove_segments_before` (truncation behind a checkpoint) and `remove_all_segments`
-//! (a checkpoint newer than the whole log replaces it).
+//! (a checkpoint newer than the whole log replaces it), `truncate_after` (a node that
+//! rejoins drops the records it had beyond the common point with the new active).
 //!
 //! Invariants:
 //! * `check` never modifies the directory;
 //! * `repair` only ever removes a suffix of the log, so what remains is a valid prefix;
 //! * `remove_segments_before` only ever removes a prefix of closed segments, never the last;
-//! * `remove_all_segments` runs only on a log no process has open (it takes the lock).
+//! * `remove_all_segments` and `truncate_after` run only on a log no process has open (they
+//!   take the lock); `truncate_after` only ever removes a suffix.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use crate::cursor::{Frame, SegmentCursor};
 use crate::directory::{list_segments, remove_temporary_files, sync_directory, DirectoryLock};
 use crate::error::{Corruption, LogError};
+use crate::format::SEGMENT_HEADER_BYTES;
 use crate::scan::{count_intact_records, scan_log, LogScan};
 use crate::types::{LogIndex, LogOptions};
 
@@ -270,4 +274,47 @@ pub fn remove_all_segments(dir: &Path) -> Result<usize, LogError> {
         sync_directory(dir).map_err(|error| LogError::io("fsync directory", dir, error))?;
     }
     Ok(segments.len())
+}
+
+/// Removes every record after `index` from a log no process has open: later segments are
+/// deleted newest first, the segment holding `index + 1` is cut just before that record's
+/// frame, and the directory is fsynced. A crash part-way leaves a shorter suffix to remove,
+/// which the same call finishes. Returns the last index the log keeps (`index`, or lower if
+/// the log ended before it).
+pub fn truncate_after(dir: &Path, index: LogIndex, options: &LogOptions) -> Result<Option<LogIndex>, LogError> {
+    options.validate()?;
+    let _lock = DirectoryLock::acquire(dir)?;
+    remove_temporary_files(dir)?;
+    let segments = list_segments(dir)?;
+    let first_removed = index.0 + 1;
+    // Segments that start after `index` hold nothing to keep.
+    for segment in segments.iter().rev().take_while(|segment| segment.first_index >= first_removed) {
+        fs::remove_file(&segment.path).map_err(|error| LogError::io("remove", &segment.path, error))?;
+    }
+    let kept = segments.iter().rfind(|segment| segment.first_index < first_removed);
+    let mut last_kept = None;
+    if let Some(segment) = kept {
+        let file = fs::File::open(&segment.path).map_err(|error| LogError::io("open", &segment.path, error))?;
+        let mut cursor = SegmentCursor::new(file);
+        let mut offset = SEGMENT_HEADER_BYTES as u64;
+        loop {
+            let frame = cursor
+                .read_frame(offset, options.record_bytes_max)
+                .map_err(|error| LogError::io("read", &segment.path, error))?;
+            match frame {
+                Frame::Record(record, _) if record.index.0 >= first_removed => {
+                    truncate(&segment.path, offset)?;
+                    break;
+                }
+                Frame::Record(record, bytes) => {
+                    last_kept = Some(record.index);
+                    offset += bytes;
+                }
+                // The log ends at or before `index` (a torn tail is for `recover` to judge).
+                Frame::End | Frame::Incomplete | Frame::Invalid(_) => break,
+            }
+        }
+    }
+    sync_directory(dir).map_err(|error| LogError::io("fsync directory", dir, error))?;
+    Ok(last_kept)
 }

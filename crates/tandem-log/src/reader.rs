@@ -16,7 +16,7 @@ use crate::cursor::{Frame, SegmentCursor};
 use crate::directory::{list_segments, SegmentFile};
 use crate::error::{Corruption, LogError};
 use crate::format::{decode_segment_header, SEGMENT_HEADER_BYTES};
-use crate::types::{LogIndex, LogOptions, Record};
+use crate::types::{Epoch, LogIndex, LogOptions, Record};
 
 /// Returns the records with index >= `start`, in order.
 ///
@@ -211,4 +211,49 @@ fn open_segment(segment: &SegmentFile) -> Result<OpenSegment, LogError> {
 /// A `LogError::Corrupt` for `path` at `offset`.
 fn corrupt(path: &Path, offset: u64, reason: Corruption) -> LogError {
     LogError::Corrupt { file: path.to_path_buf(), offset, reason }
+}
+
+/// The epoch of the record at `index`, if the log holds it; `Unavailable` if the log starts
+/// after it.
+pub fn epoch_at(dir: &Path, index: LogIndex, options: &LogOptions) -> Result<Option<Epoch>, LogError> {
+    let mut reader = read_from(dir, index, options)?;
+    match reader.next() {
+        Some(Ok(record)) if record.index == index => Ok(Some(record.epoch)),
+        Some(Err(error)) => Err(error),
+        _ => Ok(None),
+    }
+}
+
+/// The last record with an index at most `upper` and an epoch at most `epoch`, as (index,
+/// epoch); `None` if no record qualifies and the log starts at index 1. Epochs never decrease
+/// along a log, so this is where a log written in epochs up to `epoch` can still agree with
+/// this one. Reads the first record of segments from the newest back, then one segment.
+/// `Unavailable` when the answer may lie in segments removed behind a checkpoint.
+pub fn last_record_with_epoch_at_most(
+    dir: &Path,
+    epoch: Epoch,
+    upper: LogIndex,
+    options: &LogOptions,
+) -> Result<Option<(LogIndex, Epoch)>, LogError> {
+    let segments = list_segments(dir)?;
+    let candidates = segments.iter().filter(|segment| segment.first_index <= upper.0);
+    for segment in candidates.rev() {
+        let mut found = None;
+        for record in read_from(dir, LogIndex(segment.first_index), options)? {
+            let record = record?;
+            if record.index > upper || record.epoch > epoch {
+                break;
+            }
+            found = Some((record.index, record.epoch));
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    match segments.first() {
+        Some(first) if first.first_index > 1 => {
+            Err(LogError::Unavailable { requested: upper, first_available: LogIndex(first.first_index) })
+        }
+        _ => Ok(None),
+    }
 }

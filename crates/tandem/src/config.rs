@@ -132,6 +132,10 @@ pub struct ClusterFile {
     pub replica_read: Option<bool>,
     pub service_address: Option<String>,
     pub on_role_change: Option<String>,
+    pub preempt: Option<bool>,
+    pub preempt_delay_ms: Option<u64>,
+    pub switchover_timeout_ms: Option<u64>,
+    pub control_election_timeout_ms: Option<u64>,
 }
 
 /// One `[[cluster.members]]` entry's shape.
@@ -144,6 +148,7 @@ pub struct MemberFile {
     pub peer: Option<String>,
     pub admin: Option<String>,
     pub control: Option<String>,
+    pub priority: Option<u8>,
 }
 
 /// A validated `[cluster]` section.
@@ -177,6 +182,16 @@ pub struct ClusterConfig {
     /// A shell command run on every role change, with `TANDEM_ROLE`, `TANDEM_EPOCH`,
     /// `TANDEM_NODE_ID` and `TANDEM_SERVICE_ADDRESS` in its environment.
     pub on_role_change: Option<String>,
+    /// Whether the active hands the role back to a data node of higher `priority` once that
+    /// node is in sync (failback, as a planned switchover); off by default: it can flap.
+    pub preempt: bool,
+    /// How long the preferred node must have stayed in sync before `preempt` moves the role.
+    pub preempt_delay_ms: u64,
+    /// How long a planned switchover may refuse writes while the standby catches up.
+    pub switchover_timeout_ms: u64,
+    /// The control plane's shortest election timeout; its heartbeat, lease and drift
+    /// margin follow from it (`failover::control::control_config`).
+    pub control_election_timeout_ms: u64,
 }
 
 /// The shared cluster secret; `Debug` does not print it.
@@ -218,6 +233,8 @@ pub struct Member {
     /// the control plane elects the active and fences the old one; without it, roles are
     /// static (`initial_active`).
     pub control: Option<std::net::SocketAddr>,
+    /// Preference for the active role (higher wins) when `preempt` is on; data members only.
+    pub priority: u8,
 }
 
 /// When a write's reply may leave, relative to the standby.
@@ -368,6 +385,29 @@ impl FileConfig {
                 }
                 if self.port.is_none() {
                     config.port = client.port();
+                }
+            }
+            if let Some(admin) = cluster.this_member().admin {
+                // The member's admin address is where `tandem status|switchover|promote` reach
+                // this node, so the admin endpoint listens there.
+                match self.admin_port {
+                    None => config.admin_port = Some(admin.port()),
+                    Some(port) if port == admin.port() => {}
+                    Some(port) => {
+                        return Err(invalid(
+                            "admin_port",
+                            format!("{port} differs from this member's admin address {admin}; give only one"),
+                        ))
+                    }
+                }
+                if !config.bind.is_unspecified() && config.bind != admin.ip() {
+                    return Err(invalid(
+                        "cluster.members",
+                        format!(
+                            "member {}: admin address {admin} is not on bind address {}",
+                            cluster.node_id, config.bind
+                        ),
+                    ));
                 }
             }
             config.cluster = Some(cluster);
@@ -542,6 +582,7 @@ impl ClusterFile {
         if !data_ids.contains(&initial_active) {
             return Err(invalid("cluster.initial_active", format!("{initial_active} is not a data member")));
         }
+        let (preempt, switchover_timeout_ms) = check_operations(&self.preempt, self.switchover_timeout_ms, &members)?;
         Ok(ClusterConfig {
             cluster_id,
             secret,
@@ -556,8 +597,23 @@ impl ClusterFile {
             replica_read: self.replica_read.unwrap_or(true),
             service_address: self.service_address.as_deref().map(service_address).transpose()?,
             on_role_change: self.on_role_change.filter(|command| !command.trim().is_empty()),
+            preempt,
+            preempt_delay_ms: self.preempt_delay_ms.unwrap_or(limits::PREEMPT_DELAY_MS_DEFAULT),
+            switchover_timeout_ms,
+            control_election_timeout_ms: control_election_timeout(self.control_election_timeout_ms)?,
         })
     }
+}
+
+/// `control_election_timeout_ms`, within bounds a Raft group on real machines can keep.
+fn control_election_timeout(value: Option<u64>) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(limits::CONTROL_ELECTION_TIMEOUT_MS_DEFAULT);
+    let range = limits::CONTROL_ELECTION_TIMEOUT_MS_MIN..=limits::CONTROL_ELECTION_TIMEOUT_MS_MAX;
+    if !range.contains(&value) {
+        let message = format!("must be between {} and {}", range.start(), range.end());
+        return Err(invalid("cluster.control_election_timeout_ms", message));
+    }
+    Ok(value)
 }
 
 /// A service address: `ip:port` on loopback (the Linux virtual IP form is not built yet).
@@ -646,6 +702,31 @@ fn check_control_addresses(members: &[Member]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `preempt` (needs two data members of different priority) and `switchover_timeout_ms`.
+fn check_operations(
+    preempt: &Option<bool>,
+    switchover_timeout_ms: Option<u64>,
+    members: &[Member],
+) -> Result<(bool, u64), ConfigError> {
+    let preempt = preempt.unwrap_or(false);
+    let priorities: Vec<u8> =
+        members.iter().filter(|member| member.role == MemberRole::Data).map(|member| member.priority).collect();
+    if preempt && priorities.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(invalid(
+            "cluster.preempt",
+            "needs the data members to have different priorities (members[].priority), or no node is preferred",
+        ));
+    }
+    let timeout_ms = switchover_timeout_ms.unwrap_or(limits::SWITCHOVER_TIMEOUT_MS_DEFAULT);
+    if !(1..=limits::SWITCHOVER_TIMEOUT_MS_MAX).contains(&timeout_ms) {
+        return Err(invalid(
+            "cluster.switchover_timeout_ms",
+            format!("must be between 1 and {}", limits::SWITCHOVER_TIMEOUT_MS_MAX),
+        ));
+    }
+    Ok((preempt, timeout_ms))
+}
+
 impl MemberFile {
     fn validate(self, position: usize) -> Result<Member, ConfigError> {
         let field = "cluster.members";
@@ -672,7 +753,11 @@ impl MemberFile {
         if role == MemberRole::Data && client.is_none() {
             return Err(invalid(field, format!("data member {id} has no client address")));
         }
-        Ok(Member { id, role, client, peer, admin, control })
+        if role == MemberRole::Witness && self.priority.is_some() {
+            return Err(invalid(field, format!("member {id}: a witness has no priority (it never becomes active)")));
+        }
+        let priority = self.priority.unwrap_or(limits::MEMBER_PRIORITY_DEFAULT);
+        Ok(Member { id, role, client, peer, admin, control, priority })
     }
 }
 
@@ -789,6 +874,12 @@ members = [
         assert!(active.contains("`cluster.initial_active`"), "{active}");
         let missing = cluster_error(|text| text.replace("cluster_id = \"test\"", ""));
         assert!(missing.contains("`cluster.cluster_id`"), "{missing}");
+        let address =
+            cluster_error(|text| text.replace("node_id = 1", "node_id = 1\nservice_address = \"10.0.0.9:6379\""));
+        assert!(address.contains("`cluster.service_address`") && address.contains("loopback"), "{address}");
+        let election =
+            cluster_error(|text| text.replace("node_id = 1", "node_id = 1\ncontrol_election_timeout_ms = 5"));
+        assert!(election.contains("`cluster.control_election_timeout_ms`"), "{election}");
     }
 
     fn with_control(text: &str) -> String {
@@ -822,6 +913,32 @@ members = [
         assert!(data.contains("`cluster.node_id`") && data.contains("not the witness"), "{data}");
         let no_control = witness_section(&CLUSTER.replace("node_id = 1", "node_id = 3")).unwrap_err();
         assert!(no_control.contains("control address"), "{no_control}");
+    }
+
+    #[test]
+    fn priority_preempt_and_admin_addresses_validate() {
+        let plain = toml::from_str::<FileConfig>(CLUSTER).unwrap().validate().unwrap();
+        let cluster = plain.cluster.unwrap();
+        assert!(!cluster.preempt, "no automatic failback by default");
+        assert_eq!(cluster.this_member().priority, limits::MEMBER_PRIORITY_DEFAULT);
+        let same = cluster_error(|text| text.replace("node_id = 1", "node_id = 1\npreempt = true"));
+        assert!(same.contains("`cluster.preempt`") && same.contains("different priorities"), "{same}");
+        let preferred = CLUSTER
+            .replace("node_id = 1", "node_id = 1\npreempt = true")
+            .replace(
+                "peer = \"127.0.0.1:17102\"",
+                "peer = \"127.0.0.1:17102\", priority = 200, admin = \"127.0.0.1:17302\"",
+            )
+            .replace("node_id = 1\npreempt", "node_id = 2\npreempt");
+        let config = toml::from_str::<FileConfig>(&preferred).unwrap().validate().unwrap();
+        assert_eq!(config.admin_port, Some(17302), "a member's admin address is where its endpoint listens");
+        assert!(config.cluster.as_ref().unwrap().preempt);
+        let witness = cluster_error(|text| {
+            text.replace("peer = \"127.0.0.1:17103\"", "peer = \"127.0.0.1:17103\", priority = 1")
+        });
+        assert!(witness.contains("witness has no priority"), "{witness}");
+        let timeout = cluster_error(|text| text.replace("node_id = 1", "node_id = 1\nswitchover_timeout_ms = 0"));
+        assert!(timeout.contains("`cluster.switchover_timeout_ms`"), "{timeout}");
     }
 
     #[test]

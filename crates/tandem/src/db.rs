@@ -45,6 +45,9 @@ pub struct Queued {
 /// State guarded by the keyspace lock.
 struct Locked {
     keyspace: Keyspace,
+    /// The epoch of the last record in the log (of the checkpoint's, if none after it):
+    /// with its index, what a standby compares with the active (`repl`).
+    last_record_epoch: u64,
     /// Reused buffers: effects of the running command and its encoded payload.
     effects: Vec<Effect>,
     payload: Vec<u8>,
@@ -128,8 +131,10 @@ impl Database {
         let recovery =
             crate::checkpoint::restore::recover_log_after(dir, &options, loaded.log_index(), &loaded.skipped)?;
         let mut replayed = 0u64;
+        let mut last_record_epoch = loaded.chain.last().map_or(0, |tip| tip.epoch);
         for record in tandem_log::read_from(dir, LogIndex(loaded.log_index() + 1), &options)? {
             let record = record?;
+            last_record_epoch = record.epoch.0;
             let effects = effect::decode(&record.payload)
                 .map_err(|error| OpenError::BadPayload { index: record.index, reason: error.to_string() })?;
             for effect in &effects {
@@ -152,6 +157,7 @@ impl Database {
         Ok(Database {
             locked: Mutex::new(Locked {
                 keyspace,
+                last_record_epoch,
                 effects: Vec::new(),
                 payload: Vec::new(),
                 rng: SmallRng::from_entropy(),
@@ -160,7 +166,7 @@ impl Database {
             progress,
             fsync,
             node,
-            epoch: AtomicU64::new(0),
+            epoch: AtomicU64::new(last_record_epoch),
             writable: AtomicBool::new(true),
             changes: AtomicU64::new(0),
             log_bytes: AtomicU64::new(0),
@@ -171,16 +177,18 @@ impl Database {
 
     /// Runs one data command. `spec.handler` must be `Handler::Data`.
     pub fn execute(&self, spec: &CommandSpec, args: &[Bytes]) -> Executed {
-        if spec.is_write() && !self.is_writable() {
-            // The session refuses writes on a standby first; this guards the log's contiguity.
-            return Executed { reply: CommandError::ReadOnly.to_frame(), ticket: self.log.last_index() };
-        }
         if spec.is_write() {
             if let Err(error) = check_write_size(std::iter::once(args)) {
                 return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
             }
         }
         let mut locked = self.locked.lock();
+        // Checked under the lock, so that once `set_writable(false)` returns no write appends
+        // (a switchover drains the log up to that point). The session refuses writes on a
+        // standby first; this guards the log's contiguity.
+        if spec.is_write() && !self.is_writable() {
+            return Executed { reply: CommandError::ReadOnly.to_frame(), ticket: self.log.last_index() };
+        }
         let now_ms = unix_ms();
         let reply = run(&mut locked, spec, args, now_ms).unwrap_or_else(Frame::from);
         let ticket = self.commit(&mut locked, now_ms);
@@ -194,10 +202,10 @@ impl Database {
         if let Err(error) = check_write_size(queued.iter().filter(|q| q.spec.is_write()).map(|q| &q.args[..])) {
             return Executed { reply: error.to_frame(), ticket: self.log.last_index() };
         }
+        let mut locked = self.locked.lock();
         if !self.is_writable() && queued.iter().any(|q| q.spec.is_write()) {
             return Executed { reply: CommandError::ReadOnly.to_frame(), ticket: self.log.last_index() };
         }
-        let mut locked = self.locked.lock();
         if watched.iter().any(|(key, version)| locked.keyspace.watch_version(key) != *version) {
             return Executed { reply: Frame::NullArray, ticket: self.log.last_index() };
         }
@@ -220,6 +228,7 @@ impl Database {
         effect::encode(effects, payload);
         let epoch = Epoch(self.epoch.load(Ordering::Relaxed));
         let index = self.log.append(epoch, now_ms, self.node, payload);
+        locked.last_record_epoch = epoch.0;
         self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
         self.log_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         effects.clear();
@@ -271,10 +280,10 @@ impl Database {
     /// One active-expiry pass: deletes up to `budget` keys' worth of expired
     /// keys through logged effects. Returns how many were deleted.
     pub fn expire_pass(&self, budget: usize) -> usize {
+        let mut locked = self.locked.lock();
         if !self.is_writable() {
             return 0; // a standby deletes expired keys when the active's deletions arrive
         }
-        let mut locked = self.locked.lock();
         let now_ms = unix_ms();
         let expired = locked.keyspace.expired_keys(now_ms, budget);
         for key in &expired {
@@ -295,14 +304,22 @@ impl Database {
     /// as of the returned log index (effects are applied and appended under
     /// this lock, and an `EXEC` holds it throughout, so never half of one).
     /// Also returns how long the lock was held — the stall clients can see.
-    pub fn checkpoint_cut(&self, changed_since: Option<u64>) -> (Cut, LogIndex, Duration) {
+    /// Returns the cut, its index, the epoch of the record at that index, and the stall.
+    pub fn checkpoint_cut(&self, changed_since: Option<u64>) -> (Cut, LogIndex, u64, Duration) {
         let mut locked = self.locked.lock();
         let held = std::time::Instant::now();
         let cut = locked.keyspace.cut(changed_since);
         let index = self.log.last_index();
+        let epoch = locked.last_record_epoch;
         let stall = held.elapsed();
         drop(locked);
-        (cut, index, stall)
+        (cut, index, epoch, stall)
+    }
+
+    /// The last log index and the epoch of its record, read together.
+    pub fn last_record(&self) -> (LogIndex, u64) {
+        let locked = self.locked.lock();
+        (self.log.last_index(), locked.last_record_epoch)
     }
 
     /// What was restored from checkpoints at open.
@@ -352,6 +369,7 @@ impl Database {
         for effect in &effects {
             locked.keyspace.apply(effect);
         }
+        locked.last_record_epoch = record.epoch.0;
         drop(locked);
         self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
         self.log_bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);

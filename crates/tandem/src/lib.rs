@@ -13,15 +13,21 @@
 //! * [`checkpoint`] — policy, cut, file format, restore: the keyspace saved
 //!   at several intervals so a restart loads it plus the log tail.
 //! * [`repl`] — the replication plane: the active streams log records to the
-//!   hot standby (same indexes), replies wait per ack mode; handshake, wire.
+//!   hot standby (same indexes), replies wait per ack mode; handshake, wire;
+//!   rejoin after divergence and catch-up from a snapshot.
 //! * [`failover`] — the failure detector (pure: heartbeats and `now` in,
 //!   alive/suspect/dead out) and the control-plane driver: roles and epoch
-//!   from the replicated control state, promotion, lease fencing, the witness.
+//!   from the replicated control state, promotion, lease fencing, in-sync
+//!   tracking, the service address, role-change reactions, switchover, the
+//!   witness.
 //! * [`db`] — the keyspace lock and the log together: execute a command or an
 //!   `EXEC` as one record, and the durability ticket a reply waits for.
 //! * [`server`] — accept loop, one task per connection, sessions (auth,
 //!   MULTI, pub/sub), client registry, `INFO`/`CONFIG`.
-//! * [`admin`] — `/metrics` and `/health` over HTTP, memory and CPU readings.
+//! * [`admin`] — `/metrics`, `/health`, `/status`, `POST /switchover|/promote` over
+//!   HTTP, memory and CPU readings, and the admin HTTP client.
+//! * [`ops`] — `tandem status`, `switchover`, `promote`: the operator's side, over
+//!   the members' admin HTTP endpoints.
 //! * [`node`] — wires a node together (open, bind, background tasks, shutdown).
 //! * [`demo`], [`logcheck`], [`client`] — `tandem demo`, `tandem log check`,
 //!   and the small RESP client they use.
@@ -45,6 +51,7 @@ pub mod failover;
 pub mod limits;
 pub mod logcheck;
 pub mod node;
+pub mod ops;
 pub mod repl;
 pub mod server;
 pub mod store;

@@ -93,9 +93,39 @@ pub const ADDRESS_RETRY_MS: u64 = 10;
 pub const LISTEN_BACKLOG: u32 = 1024;
 /// How long an `on_role_change` command may run before it is killed.
 pub const ROLE_CHANGE_COMMAND_TIMEOUT_MS: u64 = 30_000;
+/// Rounds of `CatchUpFrom`/`Diverged` a standby and the active exchange to find where
+/// their logs agree (one per epoch the standby's tail skipped, in practice one or two).
+pub const DIVERGENCE_PROBES_MAX: usize = 64;
+/// How far behind (records) an out-of-sync standby may be when the active starts making
+/// sync replies wait for it again, on the way to marking it in sync: closer, the wait is
+/// short; farther, it catches up first without slowing writes.
+pub const RESYNC_LAG_RECORDS_MAX: u64 = 1_000;
+/// Largest snapshot (a full checkpoint) a standby accepts from the active.
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 40;
+/// The control plane's shortest election timeout by default (the longest is twice it; the
+/// heartbeat a third of it, the active's lease two thirds, the clock-drift margin a sixth).
+pub const CONTROL_ELECTION_TIMEOUT_MS_DEFAULT: u64 = 150;
+/// Bounds of `control_election_timeout_ms`.
+pub const CONTROL_ELECTION_TIMEOUT_MS_MIN: u64 = 30;
+/// See `CONTROL_ELECTION_TIMEOUT_MS_MIN`.
+pub const CONTROL_ELECTION_TIMEOUT_MS_MAX: u64 = 10_000;
 /// Longest a control-group leader that is not the active stands aside for the active
 /// before it leads again (and as long again before it retries).
 pub const CONTROL_STAND_ASIDE_MAX_MS: u64 = 3_000;
+/// How long a planned switchover may hold writes while the standby catches up, default.
+pub const SWITCHOVER_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// Ceiling for `switchover_timeout_ms`: writes are refused for at most this long.
+pub const SWITCHOVER_TIMEOUT_MS_MAX: u64 = 60_000;
+/// How long a preferred node must stay in sync before `preempt` hands it the role, default
+/// (a node that flaps in and out of sync never takes the role back).
+pub const PREEMPT_DELAY_MS_DEFAULT: u64 = 3_000;
+/// A data member's `priority` when the configuration gives none.
+pub const MEMBER_PRIORITY_DEFAULT: u8 = 100;
+/// How long an admin HTTP request (`tandem status`, `switchover`, `promote`) may take to
+/// connect, and to send or receive each chunk.
+pub const ADMIN_HTTP_TIMEOUT_MS: u64 = 2_000;
+/// Largest admin HTTP response or request body read.
+pub const ADMIN_HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
 
 const _: () = assert!(BULK_BYTES_MAX_DEFAULT <= BULK_BYTES_MAX_CEILING);
 const _: () = assert!(HEARTBEAT_MS_DEFAULT * 2 <= DETECTOR_DEAD_MIN_MS_DEFAULT);
@@ -110,3 +140,4 @@ const _: () = assert!(QUERY_BUFFER_BYTES_MAX_DEFAULT > BULK_BYTES_MAX_DEFAULT);
 const _: () = assert!(STRING_BYTES_MAX <= BULK_BYTES_MAX_CEILING);
 const _: () = assert!(LOG_BACKLOG_BYTES_SOFT_MAX < tandem_log::PENDING_BYTES_SOFT_MAX);
 const _: () = assert!(INLINE_BYTES_MAX as u64 <= QUERY_BUFFER_BYTES_MAX_DEFAULT);
+const _: () = assert!(SWITCHOVER_TIMEOUT_MS_DEFAULT <= SWITCHOVER_TIMEOUT_MS_MAX);

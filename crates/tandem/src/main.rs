@@ -1,4 +1,5 @@
-//! The `tandem` command: `server`, `log check`, `checkpoint …`, `demo`.
+//! The `tandem` command: `server`, `witness`, `status`, `switchover`, `promote`, `log check`,
+//! `checkpoint …`, `demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,8 +32,17 @@ enum Command {
     /// List, inspect, verify or restore the checkpoints of a data directory.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
-    /// Run the demonstration: a node under write load, killed with SIGKILL,
-    /// restarted, and every acknowledged write checked.
+    /// Show every member of the cluster: role, epoch, lag, in sync, heartbeat, checkpoint,
+    /// address holder (asks each member's admin address).
+    Status(StatusArgs),
+    /// Planned switchover: stop new writes, let the standby catch up, hand it the epoch and
+    /// the address; no acknowledged write is lost.
+    Switchover(SwitchoverArgs),
+    /// Promote a data node by force, when the active is lost and the node is not in sync;
+    /// the writes it lacks are lost, so both --force and --accept-data-loss are required.
+    Promote(PromoteArgs),
+    /// Run the demonstration: a witness and two nodes on loopback, the active killed
+    /// with SIGKILL under write load, the failover timed and every acknowledged write checked.
     Demo(tandem::demo::DemoArgs),
 }
 
@@ -86,6 +96,44 @@ struct WitnessArgs {
     /// Log filter (`RUST_LOG` syntax) when `RUST_LOG` is unset.
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+/// `tandem status` options.
+#[derive(Args)]
+struct StatusArgs {
+    /// A configuration file with the `[cluster]` section (any member's, or the operator's own).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `tandem switchover` options.
+#[derive(Args)]
+struct SwitchoverArgs {
+    /// A configuration file with the `[cluster]` section.
+    #[arg(long)]
+    config: PathBuf,
+    /// The data node to hand the role to (default: the current standby).
+    #[arg(long)]
+    to: Option<u32>,
+}
+
+/// `tandem promote` options.
+#[derive(Args)]
+struct PromoteArgs {
+    /// A configuration file with the `[cluster]` section.
+    #[arg(long)]
+    config: PathBuf,
+    /// The data node to promote.
+    node: u32,
+    /// Promote even if the node is not in sync.
+    #[arg(long)]
+    force: bool,
+    /// Accept that the acknowledged writes the node lacks are lost.
+    #[arg(long)]
+    accept_data_loss: bool,
 }
 
 #[derive(Subcommand)]
@@ -191,8 +239,11 @@ fn main() -> ExitCode {
                 threads => tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build(),
             }
             .expect("tokio runtime");
-            match runtime.block_on(tandem::node::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
+            let outcome = runtime.block_on(tandem::node::run(config));
+            drop(runtime);
+            match outcome {
+                Ok(tandem::node::Outcome::Stopped) => ExitCode::SUCCESS,
+                Ok(tandem::node::Outcome::Restart) => restart_in_place(),
                 Err(error) => {
                     eprintln!("tandem: {error:#}");
                     ExitCode::FAILURE
@@ -240,9 +291,43 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Status(args) => run_operation(&args.config, |cluster| tandem::ops::status::run(cluster, args.json)),
+        Command::Switchover(args) => {
+            run_operation(&args.config, |cluster| tandem::ops::operations::switchover(cluster, args.to))
+        }
+        Command::Promote(args) => run_operation(&args.config, |cluster| {
+            tandem::ops::operations::promote(cluster, args.node, args.force, args.accept_data_loss)
+        }),
         Command::Demo(args) => {
             init_tracing("warn");
             tandem::demo::run(args)
+        }
+    }
+}
+
+/// Replaces this process with a fresh run of the same command line (same PID, so a
+/// supervisor keeps tracking it): a node whose log diverged starts again to rejoin.
+fn restart_in_place() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let mut arguments = std::env::args_os();
+    let name = arguments.next().unwrap_or_default();
+    // The running binary even if its file was replaced since it started.
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command.arg0(name).args(arguments);
+    eprintln!("tandem: restarting to rejoin the cluster");
+    let error = command.exec();
+    eprintln!("tandem: cannot restart: {error}");
+    ExitCode::FAILURE
+}
+
+/// Loads the cluster section for an operator command and runs it; a bad file exits 2.
+fn run_operation(config: &std::path::Path, run: impl FnOnce(&config::ClusterConfig) -> ExitCode) -> ExitCode {
+    init_tracing("warn");
+    match tandem::ops::load_cluster(config) {
+        Ok(cluster) => run(&cluster),
+        Err(error) => {
+            eprintln!("tandem: {error}");
+            ExitCode::from(2)
         }
     }
 }

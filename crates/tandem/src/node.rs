@@ -20,11 +20,27 @@ use crate::limits;
 use crate::repl::{self, Replication, Role};
 use crate::server::{self, Runtime, Shared};
 
-/// Runs a data node until SIGTERM, SIGINT or `SHUTDOWN`.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// How a node's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped for good (SIGTERM, SIGINT, `SHUTDOWN`).
+    Stopped,
+    /// Must start again at once: a rejoin is pending (`repl::rejoin`).
+    Restart,
+}
+
+/// Runs a data node until SIGTERM, SIGINT or `SHUTDOWN`, or until it must restart.
+pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     admin::metrics::recorder();
     let data_dir = config.data_dir.clone();
     let log_options = config.log_options();
+    let rejoined = {
+        let (data_dir, options) = (data_dir.clone(), log_options.clone());
+        tokio::task::spawn_blocking(move || repl::rejoin::prepare(&data_dir, &options))
+            .await
+            .context("preparing the rejoin")?
+            .context("cannot carry out the pending rejoin")?
+    };
     let node = NodeId(config.node_id);
     let opened = Instant::now();
     let database = tokio::task::spawn_blocking(move || Database::open(&data_dir, log_options, node))
@@ -71,7 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let control = match &config.cluster {
         Some(cluster) if cluster.has_control_plane() => {
             let control_config = failover::control::control_config(cluster, &config.data_dir);
-            Some(Arc::new(ControlNode::start(control_config).await.context("starting the control-plane member")?))
+            Some(start_control_plane(control_config).await?)
         }
         _ => None,
     };
@@ -101,7 +117,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         started_wall: SystemTime::now(),
         local_addr,
         shutdown,
+        restart: Default::default(),
     });
+    if let Some(rejoined) = &rejoined {
+        shared.replication.record_diverged(rejoined.diverged_records);
+    }
     let admin_addr = admin_listener.as_ref().and_then(|listener| listener.local_addr().ok());
     tracing::info!(clients = %local_addr, admin = ?admin_addr, "tandem ready");
 
@@ -128,6 +148,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(control) = control {
         shared.replication.attach_control(control.clone());
         background.push(tokio::spawn(failover::control::run(shared.clone(), control)));
+        background.push(tokio::spawn(failover::switchover::run_preempt(shared.clone())));
     }
 
     let mut stopped = shared.shutdown.subscribe();
@@ -146,7 +167,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(admin) = admin {
         let _ = admin.await;
     }
-    close_database(shared).await
+    let outcome = if shared.restart.load(Ordering::Acquire) { Outcome::Restart } else { Outcome::Stopped };
+    close_database(shared).await?;
+    Ok(outcome)
+}
+
+/// Starts the control-plane member on a thread and runtime of its own, so that its
+/// heartbeats — and with them the active's lease — keep their rhythm however busy the
+/// client plane is (a saturated event loop must not fence a healthy active).
+async fn start_control_plane(config: tandem_control::ControlConfig) -> anyhow::Result<Arc<ControlNode>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("creating the control plane's runtime")?;
+    let (started, starting) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tandem-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let control = ControlNode::start(config).await.map(Arc::new);
+                let running = control.as_ref().ok().cloned();
+                if started.send(control).is_err() {
+                    return;
+                }
+                // Runs the member's tasks until the process ends.
+                if running.is_some() {
+                    std::future::pending::<()>().await;
+                }
+            })
+        })
+        .context("starting the control plane's thread")?;
+    starting.await.context("the control plane's thread stopped")?.context("starting the control-plane member")
 }
 
 /// Takes the database back from the connections that shared it and closes

@@ -8,48 +8,9 @@ mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{info_field, lost_writes, poll_until, Cluster, Node, Writers, CONVERGE_TIMEOUT};
-
-/// The first element of `ROLE`'s reply ("master" or "slave"), or "" if the node cannot answer.
-fn role(node: &Node) -> String {
-    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
-        return String::new();
-    };
-    let reply: redis::RedisResult<Vec<redis::Value>> = redis::cmd("ROLE").query(&mut connection);
-    match reply.ok().and_then(|values| values.into_iter().next()) {
-        Some(value) => redis::from_redis_value::<String>(&value).unwrap_or_default(),
-        None => String::new(),
-    }
-}
-
-/// Whether a `SET` on `node` is acknowledged now.
-fn accepts_a_write(node: &Node, key: &str) -> bool {
-    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
-        return false;
-    };
-    let _ = connection.set_read_timeout(Some(Duration::from_secs(5)));
-    redis::cmd("SET").arg(key).arg("1").query::<String>(&mut connection).is_ok()
-}
-
-/// Waits until node `index` is the active and acknowledges writes.
-fn wait_active(cluster: &Cluster, index: usize) {
-    let node = &cluster.nodes[index];
-    poll_until(CONVERGE_TIMEOUT, &format!("node {} is the active and accepts writes", node.id), || {
-        role(node) == "master" && accepts_a_write(node, "probe")
-    });
-}
-
-/// Waits until node 2 follows node 1 and its control-plane member holds the current control
-/// log (a member whose control log lags cannot be elected: the witness would refuse its vote).
-fn wait_standby_joined(cluster: &Cluster) {
-    let mut standby = cluster.nodes[1].connection();
-    poll_until(CONVERGE_TIMEOUT, "node 2 follows node 1 on both planes", || {
-        info_field(&mut standby, "role") == "slave"
-            && info_field(&mut standby, "master_link_status") == "up"
-            && info_field(&mut standby, "tandem_control_active") == "1"
-            && info_field(&mut standby, "tandem_control_leader") == "1"
-    });
-}
+use cluster_support::{
+    info_field, lost_writes, poll_until, role, wait_active, wait_standby_joined, Cluster, Writers, CONVERGE_TIMEOUT,
+};
 
 #[test]
 fn the_initial_active_is_elected_and_serves_writes_while_the_standby_refuses_them() {
@@ -175,4 +136,26 @@ fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() 
     assert_eq!(value, "1", "the write made through the address before the failover survived");
     let runs = std::fs::read_to_string(marker.path()).unwrap();
     assert!(runs.contains(&format!("2 active 2 {address}")), "on_role_change ran on promotion: {runs}");
+}
+
+#[test]
+fn a_transaction_queued_before_the_active_lost_its_lease_is_refused_at_exec() {
+    let mut cluster = Cluster::start_with_control_plane("ack_mode = \"semi-sync\"\nsync_timeout_ms = 200");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let mut transaction = cluster.nodes[0].connection();
+    let _: () = redis::cmd("MULTI").query(&mut transaction).unwrap();
+    let queued: String = redis::cmd("SET").arg("in-transaction").arg("1").query(&mut transaction).unwrap();
+    assert_eq!(queued, "QUEUED");
+    // No quorum any more: the active's lease runs out.
+    cluster.witness.as_mut().expect("a witness").kill9();
+    cluster.nodes[1].kill9();
+    let mut observer = cluster.nodes[0].connection();
+    poll_until(CONVERGE_TIMEOUT, "the active's lease lapsed", || {
+        info_field(&mut observer, "tandem_lease_valid") == "0"
+    });
+    let error = redis::cmd("EXEC").query::<redis::Value>(&mut transaction).expect_err("a fenced node runs no write");
+    assert_eq!(error.code(), Some("READONLY"), "{error}");
+    let exists: i64 = redis::cmd("EXISTS").arg("in-transaction").query(&mut observer).unwrap();
+    assert_eq!(exists, 0);
 }

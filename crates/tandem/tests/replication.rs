@@ -256,7 +256,7 @@ fn a_stale_epoch_is_rejected() {
         let (outcome, mut socket, mut reader) = connect_as(addr, &config).await;
         outcome.unwrap();
         let mut scratch = BytesMut::new();
-        let catch_up = Message::CatchUpFrom { epoch: 1, index: 1 };
+        let catch_up = Message::CatchUpFrom { epoch: 1, index: 1, prev_epoch: 0 };
         wire::send(&mut socket, &catch_up, &mut scratch).await.unwrap();
         wire::send(&mut socket, &Message::Ack { epoch: 0, durable_index: 0 }, &mut scratch).await.unwrap();
         loop {

@@ -1,13 +1,25 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text) and `/health`.
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, `/status` (JSON),
+//! and the operations `POST /switchover` and `POST /promote` (`tandem switchover|promote`).
+//! The witness serves `/health` and `/status` only ([`WitnessAdmin`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tandem_control::ControlNode;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use crate::admin::status;
+use crate::failover::switchover::{self, PromoteRequest, SwitchoverRequest};
 use crate::server::Shared;
 
 /// Serves the admin endpoints until shutdown.
@@ -15,6 +27,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/status", get(node_status))
+        .route("/switchover", post(run_switchover))
+        .route("/promote", post(run_promote))
         .with_state(shared.clone());
     let mut shutdown = shared.shutdown.subscribe();
     let stop = async move {
@@ -22,6 +37,93 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     };
     if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
         tracing::error!(%error, "admin HTTP server failed");
+    }
+}
+
+/// A JSON response with `status`.
+fn json(status: u16, value: &impl Serialize) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match serde_json::to_string(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the reply: {error}\n")).into_response()
+        }
+    }
+}
+
+/// The request body as `T`; an empty body is `T::default()`.
+fn request_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        let reply = serde_json::json!({ "ok": false, "epoch": 0, "message": format!("bad request body: {error}") });
+        Box::new(json(400, &reply))
+    })
+}
+
+async fn node_status(State(shared): State<Arc<Shared>>) -> Response {
+    json(200, &status::data_node(&shared))
+}
+
+async fn run_switchover(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: SwitchoverRequest = match request_body(&body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let (status, reply) = switchover::switchover(&shared, request).await;
+    json(status, &reply)
+}
+
+async fn run_promote(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: PromoteRequest = match request_body(&body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let (status, reply) = switchover::promote(&shared, request).await;
+    json(status, &reply)
+}
+
+/// The witness's admin endpoint (`/health`, `/status`), when its member has an `admin` address.
+pub struct WitnessAdmin {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WitnessAdmin {
+    /// Binds `address` and serves the witness's status from `control`.
+    pub async fn start(
+        address: std::net::SocketAddr,
+        node_id: u32,
+        control: Arc<ControlNode>,
+    ) -> std::io::Result<WitnessAdmin> {
+        let listener = TcpListener::bind(address).await?;
+        let (stop, mut stopped) = watch::channel(false);
+        let router = Router::new()
+            .route("/health", get(|| async { "ok\n" }))
+            .route(
+                "/status",
+                get(move |State(control): State<Arc<ControlNode>>| async move {
+                    json(200, &status::witness(node_id, &control))
+                }),
+            )
+            .with_state(control);
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                tracing::error!(%error, "witness admin HTTP server failed");
+            }
+        });
+        tracing::info!(%address, "witness admin endpoint up");
+        Ok(WitnessAdmin { stop, task })
+    }
+
+    /// Stops serving and waits for the server task (it releases its handle on the member).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
     }
 }
 

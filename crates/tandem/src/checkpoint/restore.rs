@@ -32,6 +32,8 @@ pub struct Verified {
     pub kind: Kind,
     /// The log index it is the state of.
     pub log_index: u64,
+    /// The epoch of the record at `log_index` (0 if none).
+    pub epoch: u64,
     /// The checkpoint it builds on (incrementals).
     pub base_id: Option<u64>,
     /// When the cut was taken, Unix milliseconds.
@@ -51,6 +53,7 @@ impl Verified {
             id: header.id,
             kind: header.kind,
             log_index: header.log_index,
+            epoch: header.epoch,
             base_id: header.base_id,
             created_unix_ms: header.created_unix_ms,
             bytes: totals.bytes,

@@ -144,6 +144,9 @@ struct State {
 pub struct Checkpointer {
     settings: Settings,
     state: Mutex<State>,
+    /// The first log index a peer still needs (0: none): retention keeps the log from
+    /// there, so a standby that reconnects catches up from the log.
+    log_hold: std::sync::atomic::AtomicU64,
 }
 
 /// A checkpoint started in the background.
@@ -184,7 +187,7 @@ impl Checkpointer {
             last_full_ms: full.map_or(started_unix_ms, |full| full.created_unix_ms.max(started_unix_ms)),
             last_any_ms: tip.map_or(started_unix_ms, |tip| tip.created_unix_ms.max(started_unix_ms)),
         };
-        Checkpointer { settings, state: Mutex::new(state) }
+        Checkpointer { settings, state: Mutex::new(state), log_hold: Default::default() }
     }
 
     /// The settings in force.
@@ -212,6 +215,11 @@ impl Checkpointer {
             in_progress: state.status.in_progress.is_some(),
             failed_at_ms: state.failed_at_ms,
         }
+    }
+
+    /// Keeps log records from `index` on for a peer (0 releases the hold).
+    pub fn hold_log_from(&self, index: u64) {
+        self.log_hold.store(index, std::sync::atomic::Ordering::Release);
     }
 
     /// Runs the policy at `now_ms` and starts a checkpoint if one is due.
@@ -247,14 +255,14 @@ impl Checkpointer {
             (id, base)
         };
         let started = Instant::now();
-        let (cut, log_index, stall) = database.checkpoint_cut(base.as_ref().map(|base| base.generation));
+        let (cut, log_index, last_epoch, stall) = database.checkpoint_cut(base.as_ref().map(|base| base.generation));
         let kind = if cut.changed.is_some() { Kind::Incremental } else { Kind::Full };
         crate::admin::metrics::record_checkpoint_stall(stall);
         let header = Header {
             id,
             kind,
             node: self.settings.node,
-            epoch: database.epoch(),
+            epoch: last_epoch,
             log_index: log_index.0,
             base_id: base.as_ref().map(|base| base.id),
             created_unix_ms: unix_ms(),
@@ -374,7 +382,8 @@ impl Checkpointer {
             }
         }
         state.verified.retain(|verified| verified.id >= plan.oldest_kept_id);
-        let before = tandem_log::LogIndex(plan.log_kept_from);
+        let hold = self.log_hold.load(std::sync::atomic::Ordering::Acquire);
+        let before = tandem_log::LogIndex(if hold == 0 { plan.log_kept_from } else { plan.log_kept_from.min(hold) });
         match tandem_log::remove_segments_before(&self.settings.log_dir, before) {
             Ok(0) => {}
             Ok(removed) => {
@@ -424,6 +433,7 @@ mod tests {
             id,
             kind,
             log_index,
+            epoch: 1,
             base_id: None,
             created_unix_ms: 0,
             bytes: 0,

@@ -48,12 +48,25 @@ pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig
         })
         .collect();
     let data_dir = data_dir.join("control");
-    ControlConfig::new(NodeId::from(cluster.node_id), members, data_dir, &cluster.cluster_id, &cluster.secret.0)
+    let mut config =
+        ControlConfig::new(NodeId::from(cluster.node_id), members, data_dir, &cluster.cluster_id, &cluster.secret.0);
+    // Raft's timings follow one setting: at the default (150) they are openraft's own.
+    let election_ms = cluster.control_election_timeout_ms;
+    config.election_timeout_min_ms = election_ms;
+    config.election_timeout_max_ms = election_ms * 2;
+    config.heartbeat_ms = election_ms / 3;
+    config.lease_ms = election_ms * 2 / 3;
+    config.clock_drift_margin_ms = election_ms / 6;
+    config
 }
 
-/// The role the control state gives this node.
-pub fn role_in(state: &ControlState, me: NodeId) -> Role {
-    if state.active == Some(me) {
+/// The role the control state gives this node. A node *becomes* active only once it knows
+/// the control group's leader: a node that restarts with a stale control log naming it
+/// active (the others moved on without it) must not act on it before it hears the leader,
+/// who brings the current state with the same message. (Until it leads, it holds no lease
+/// either: no write, no address.)
+pub fn role_in(state: &ControlState, me: NodeId, active_now: bool, leader_known: bool) -> Role {
+    if state.active == Some(me) && (active_now || leader_known) {
         Role::Active
     } else {
         Role::Standby
@@ -77,13 +90,24 @@ pub struct Members {
 /// * its own promotion when the active is dead and this node is in sync (invariant 3);
 /// * as the active, a dead standby out of sync, so that writes continue without it and
 ///   it is never promoted while it lacks them (replies wait until this is committed).
-pub fn proposal(state: &ControlState, members: Members, peer_verdict: Option<Verdict>) -> Option<ControlCommand> {
+/// * as the active, a standby that caught up again in sync (`resync_reached`: it holds
+///   every write acknowledged since replies began waiting for it).
+pub fn proposal(
+    state: &ControlState,
+    members: Members,
+    peer_verdict: Option<Verdict>,
+    resync_reached: bool,
+) -> Option<ControlCommand> {
     let Members { me, peer, initial_active } = members;
     if state.data_nodes.is_empty() {
         return None;
     }
     let peer_dead = peer_verdict == Some(Verdict::Dead);
+    let peer_alive = peer_verdict == Some(Verdict::Alive);
     match state.active {
+        Some(active) if active == me && peer_alive && resync_reached && !state.in_sync.contains(&peer) => {
+            Some(ControlCommand::MarkInSync { node: peer, epoch: state.epoch })
+        }
         None if state.epoch == 0 && me == initial_active => {
             Some(ControlCommand::Promote { node: me, expected_epoch: 0, force: false })
         }
@@ -133,14 +157,18 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let state = states.borrow_and_update().clone();
-        let role = role_in(&state, me);
+        let active_now = shared.replication.role() == Role::Active;
+        let leader_known = control.metrics().borrow().current_leader.is_some();
+        let role = role_in(&state, me, active_now, leader_known);
         shared.replication.follow_control(&shared.db, role, state.epoch);
         let verdict = shared.replication.peer_verdict();
         if role == Role::Standby && state.active == Some(members.peer) {
             shared.replication.note_active_dead(verdict == Some(Verdict::Dead));
         }
         stand_aside.update(&control, should_stand_aside(&state, me, control.is_leader(), verdict));
-        if let Some(command) = proposal(&state, members, verdict) {
+        track_resync(&shared, &state, members.peer, role, verdict);
+        let resync_reached = shared.replication.resync_reached();
+        if let Some(command) = proposal(&state, members, verdict, resync_reached) {
             if retry.due() {
                 propose(&control, command, &mut retry).await;
             }
@@ -150,6 +178,26 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
             _ = ticker.tick() => {}
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
         }
+    }
+}
+
+/// As the active, starts bringing a connected, close-behind standby that the control plane
+/// holds out of sync back into sync (`Replication::begin_resync`), and stops when it leaves.
+fn track_resync(shared: &Shared, state: &ControlState, peer: NodeId, role: Role, verdict: Option<Verdict>) {
+    let replication = &shared.replication;
+    let out_of_sync = role == Role::Active && !state.in_sync.contains(&peer);
+    let reachable = replication.standby_connected() && verdict == Some(Verdict::Alive);
+    if out_of_sync && reachable {
+        if replication.lag_records(&shared.db) <= limits::RESYNC_LAG_RECORDS_MAX {
+            replication.begin_resync(&shared.db);
+        }
+    } else {
+        replication.end_resync();
+    }
+    if out_of_sync && !replication.standby_connected() {
+        // A standby the control plane gave up on no longer holds the log back; if it
+        // returns after the log moved past it, it needs a checkpoint.
+        shared.checkpoints.hold_log_from(0);
     }
 }
 
@@ -247,6 +295,15 @@ impl StandAside {
 pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let config = control_config(&cluster, &data_dir);
     let control = ControlNode::start(config).await.context("starting the witness's control-plane member")?;
+    let control = Arc::new(control);
+    let admin = match cluster.this_member().admin {
+        Some(address) => Some(
+            crate::admin::http::WitnessAdmin::start(address, cluster.node_id, control.clone())
+                .await
+                .with_context(|| format!("cannot listen on the witness's admin address {address}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(node = cluster.node_id, data_dir = %data_dir.display(), "witness ready");
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -255,7 +312,13 @@ pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::R
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
         _ = interrupt.recv() => tracing::info!("SIGINT received"),
     }
-    control.shutdown().await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    match Arc::try_unwrap(control) {
+        Ok(control) => control.shutdown().await,
+        Err(_) => tracing::warn!("the witness's control member is still shared; stopping without a clean shutdown"),
+    }
     Ok(())
 }
 
@@ -284,42 +347,57 @@ mod tests {
     fn only_the_initial_active_proposes_the_first_promotion() {
         let state = configured();
         let promote = ControlCommand::Promote { node: A, expected_epoch: 0, force: false };
-        assert_eq!(proposal(&state, AS_A, None), Some(promote));
-        assert_eq!(proposal(&state, AS_B, None), None);
-        assert_eq!(proposal(&ControlState::default(), AS_A, None), None, "not before Configure");
+        assert_eq!(proposal(&state, AS_A, None, false), Some(promote));
+        assert_eq!(proposal(&state, AS_B, None, false), None);
+        assert_eq!(proposal(&ControlState::default(), AS_A, None, false), None, "not before Configure");
     }
 
     #[test]
     fn an_in_sync_standby_promotes_itself_only_when_the_active_is_dead() {
         let state = active(A);
-        assert_eq!(proposal(&state, AS_B, Some(Verdict::Alive)), None);
-        assert_eq!(proposal(&state, AS_B, Some(Verdict::Suspect)), None);
-        assert_eq!(proposal(&state, AS_B, None), None);
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Alive), false), None);
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Suspect), false), None);
+        assert_eq!(proposal(&state, AS_B, None, false), None);
         let promote = ControlCommand::Promote { node: B, expected_epoch: 1, force: false };
-        assert_eq!(proposal(&state, AS_B, Some(Verdict::Dead)), Some(promote));
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Dead), false), Some(promote));
         let mut lagging = state.clone();
         tandem_control::apply(&mut lagging, &ControlCommand::MarkOutOfSync { node: B, epoch: 1 });
-        assert_eq!(proposal(&lagging, AS_B, Some(Verdict::Dead)), None, "an out-of-sync node is never promoted");
+        assert_eq!(proposal(&lagging, AS_B, Some(Verdict::Dead), false), None, "an out-of-sync node is never promoted");
     }
 
     #[test]
     fn the_active_marks_a_dead_standby_out_of_sync_once() {
         let state = active(A);
-        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive)), None);
-        assert_eq!(proposal(&state, AS_A, None), None);
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive), false), None);
+        assert_eq!(proposal(&state, AS_A, None, false), None);
         let mark = ControlCommand::MarkOutOfSync { node: B, epoch: 1 };
-        assert_eq!(proposal(&state, AS_A, Some(Verdict::Dead)), Some(mark.clone()));
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Dead), false), Some(mark.clone()));
         let mut marked = state.clone();
         tandem_control::apply(&mut marked, &mark);
-        assert_eq!(proposal(&marked, AS_A, Some(Verdict::Dead)), None);
+        assert_eq!(proposal(&marked, AS_A, Some(Verdict::Dead), false), None);
+    }
+
+    #[test]
+    fn the_active_marks_a_standby_in_sync_again_only_once_it_caught_up_alive() {
+        let mut state = active(A);
+        tandem_control::apply(&mut state, &ControlCommand::MarkOutOfSync { node: B, epoch: 1 });
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive), false), None, "not before it caught up");
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Suspect), true), None, "not while it is suspect");
+        let mark = ControlCommand::MarkInSync { node: B, epoch: 1 };
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive), true), Some(mark.clone()));
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Alive), true), None, "only the active marks");
+        tandem_control::apply(&mut state, &mark);
+        assert_eq!(proposal(&state, AS_A, Some(Verdict::Alive), true), None, "once");
     }
 
     #[test]
     fn roles_follow_the_state_and_the_witness_has_none() {
         let state = active(B);
-        assert_eq!(role_in(&state, B), Role::Active);
-        assert_eq!(role_in(&state, A), Role::Standby);
-        assert_eq!(role_in(&configured(), A), Role::Standby);
+        assert_eq!(role_in(&state, B, false, true), Role::Active);
+        assert_eq!(role_in(&state, B, true, false), Role::Active, "an active stays active between leaders");
+        assert_eq!(role_in(&state, B, false, false), Role::Standby, "a state not confirmed by a leader is not enough");
+        assert_eq!(role_in(&state, A, true, true), Role::Standby);
+        assert_eq!(role_in(&configured(), A, false, true), Role::Standby);
     }
 
     #[test]

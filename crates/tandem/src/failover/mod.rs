@@ -10,8 +10,11 @@
 //!   valid; a demoted or fenced node releases it.
 //! * [`roles`] — what follows a role change: the role-change channel, closing
 //!   clients on demotion, `on_role_change`.
+//! * [`switchover`] — operator role changes: planned switchover (zero loss),
+//!   forced promotion, and preemption back to the preferred node.
 
 pub mod address;
 pub mod control;
 pub mod detector;
 pub mod roles;
+pub mod switchover;

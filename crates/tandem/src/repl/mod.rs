@@ -7,8 +7,12 @@
 //! * [`handshake`] — both peers prove the cluster secret (HMAC-SHA256).
 //! * [`sender`] — the active: listens on the peer port, tails its own log
 //!   from the standby's index on, tracks the acknowledged index.
-//! * [`receiver`] — the standby: connects to the active, persists and
-//!   applies, acknowledges, feeds the failure detector.
+//! * [`receiver`] — the standby: connects to the active, finds where the two
+//!   logs agree, persists and applies, acknowledges, feeds the failure detector.
+//! * [`rejoin`] — a node whose log diverged saves its extra records to
+//!   `diverged-<epoch>.log`, cuts its log and restarts to rebuild its state.
+//! * [`snapshot`] — catch-up from a full checkpoint the active cuts and streams
+//!   when its log no longer reaches back to what the standby needs.
 //! * [`Replication`] (this file) — the state both share with the client
 //!   plane: role, epoch, acknowledged index, in-sync flag, the peer's verdict.
 //!
@@ -31,7 +35,9 @@
 
 pub mod handshake;
 pub mod receiver;
+pub mod rejoin;
 pub mod sender;
+pub mod snapshot;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -122,6 +128,12 @@ pub struct Replication {
     failover: Mutex<FailoverRecord>,
     /// The service address, if configured, and whether this node holds it.
     pub service_address: AddressStatus,
+    /// Records this node saved aside and dropped when it last rejoined (`rejoin`).
+    diverged_records: AtomicU64,
+    /// Active: the standby is out of sync in the control plane but caught up enough to be
+    /// marked in sync again; `Some(target)` makes sync replies wait for it already, and
+    /// `MarkInSync` is proposed once it acknowledged `target` (see `begin_resync`).
+    resync: watch::Sender<Option<u64>>,
 }
 
 /// A role this node took, and the epoch it took it in.
@@ -211,6 +223,8 @@ impl Replication {
             role_events: watch::Sender::new(RoleEvent { role, epoch: 0, previous: role }),
             failover: Mutex::new(FailoverRecord::default()),
             service_address: AddressStatus::default(),
+            diverged_records: AtomicU64::new(0),
+            resync: watch::Sender::new(None),
         }
     }
 
@@ -235,6 +249,19 @@ impl Replication {
         if role != self.role() || epoch != db.epoch() {
             self.apply_role(db, role, epoch);
         }
+    }
+
+    /// Active only: refuses local writes (`hold = true`) or accepts them again, serialized
+    /// with role changes so that a standby never becomes writable. A planned switchover
+    /// drains the log this way (`failover::switchover`). Returns false, changing nothing,
+    /// if this node is not the active.
+    pub fn hold_writes(&self, db: &Database, hold: bool) -> bool {
+        let _serialized = self.role_change.lock();
+        if self.role() != Role::Active {
+            return false;
+        }
+        db.set_writable(!hold);
+        true
     }
 
     /// Runs `apply` (applying replicated records) only if this node is a standby, with
@@ -277,6 +304,16 @@ impl Replication {
             (false, Some(_)) => failover.pending_detection_unix_ms = None,
             _ => {}
         }
+    }
+
+    /// Records the rejoin at start saved aside (`diverged-<epoch>.log`).
+    pub fn record_diverged(&self, records: u64) {
+        self.diverged_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Records saved aside at the last rejoin of this process.
+    pub fn diverged_records(&self) -> u64 {
+        self.diverged_records.load(Ordering::Relaxed)
     }
 
     /// The last failover's timeline.
@@ -346,10 +383,8 @@ impl Replication {
         }
         let replicated = self.replicated_index();
         match cluster.ack_mode {
-            AckMode::Sync => replicated < ticket && self.peer_recorded_in_sync(),
-            AckMode::SemiSync => {
-                self.in_sync.load(Ordering::Acquire) && replicated < ticket && self.peer_recorded_in_sync()
-            }
+            AckMode::Sync => replicated < ticket && self.peer_counts(),
+            AckMode::SemiSync => self.in_sync.load(Ordering::Acquire) && replicated < ticket && self.peer_counts(),
             AckMode::Async => {
                 cluster.max_lag_records > 0
                     && self.standby_connected.load(Ordering::Acquire)
@@ -369,7 +404,7 @@ impl Replication {
                 let timeout = Duration::from_millis(cluster.sync_timeout_ms);
                 let waited = self.wait_replicated_or_peer_out_of_sync(ticket);
                 if tokio::time::timeout(timeout, waited).await.is_err() {
-                    self.standby_out_of_sync(ticket, cluster.sync_timeout_ms);
+                    self.standby_out_of_sync(ticket, cluster.sync_timeout_ms).await;
                 }
             }
             AckMode::Async => {
@@ -396,31 +431,73 @@ impl Replication {
         control.state_changes().borrow().in_sync.contains(&peer)
     }
 
-    /// Resolves once the standby acknowledged `index`, or once the control plane recorded
-    /// the standby out of sync (never, if neither happens).
+    /// Whether sync replies wait for the standby: it is in sync in the control plane, or
+    /// being brought back into sync (`begin_resync`).
+    fn peer_counts(&self) -> bool {
+        self.peer_recorded_in_sync() || self.resync.borrow().is_some()
+    }
+
+    /// Resolves once the standby acknowledged `index`, or once replies no longer wait for it
+    /// (the control plane recorded it out of sync, and no resync is under way).
     async fn wait_replicated_or_peer_out_of_sync(&self, index: LogIndex) {
-        let (Some(control), Some(cluster)) = (self.control.get(), &self.cluster) else {
-            return self.wait_replicated(index).await;
-        };
-        let peer = tandem_control::NodeId::from(cluster.peer_data_member().id);
-        let mut states = control.state_changes();
-        let out_of_sync = async {
-            if states.wait_for(|state| !state.in_sync.contains(&peer)).await.is_err() {
-                std::future::pending::<()>().await;
+        let mut replicated = self.replicated.subscribe();
+        let mut resync = self.resync.subscribe();
+        let mut states = self.control.get().map(|control| control.state_changes());
+        loop {
+            if *replicated.borrow_and_update() >= index.0 {
+                return;
             }
-        };
-        tokio::select! {
-            _ = self.wait_replicated(index) => {}
-            _ = out_of_sync => {}
+            resync.borrow_and_update();
+            if let Some(states) = states.as_mut() {
+                states.borrow_and_update();
+            }
+            if !self.peer_counts() {
+                return;
+            }
+            let state_changed = async {
+                match states.as_mut() {
+                    Some(states) => states.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = replicated.changed() => if changed.is_err() { std::future::pending::<()>().await },
+                _ = resync.changed() => {}
+                changed = state_changed => if changed.is_err() { std::future::pending::<()>().await },
+            }
         }
     }
 
-    /// Semi-sync: the standby did not acknowledge in time; the active continues alone.
-    ///
-    /// HOOK for the control plane (issue 4): the design requires recording "standby not in
-    /// sync" in the control plane *before* the first reply that the standby lacks; today it
-    /// is only logged, counted and shown in INFO/metrics.
-    fn standby_out_of_sync(&self, ticket: LogIndex, timeout_ms: u64) {
+    /// Semi-sync: the standby did not acknowledge in time; the active continues alone, but
+    /// only after the control plane recorded the standby out of sync (DESIGN.md invariant 3:
+    /// a standby that lacks an acknowledged write is never promoted automatically). Returns
+    /// early if the standby acknowledges meanwhile; without a quorum it keeps waiting.
+    async fn standby_out_of_sync(&self, ticket: LogIndex, timeout_ms: u64) {
+        if let (Some(control), Some(cluster)) = (self.control.get(), &self.cluster) {
+            let peer = tandem_control::NodeId::from(cluster.peer_data_member().id);
+            let heartbeat = Duration::from_millis(cluster.heartbeat_ms);
+            let recorded = async {
+                while self.peer_recorded_in_sync() {
+                    self.end_resync();
+                    let command =
+                        tandem_control::ControlCommand::MarkOutOfSync { node: peer, epoch: control.state().epoch };
+                    match control.propose(command).await {
+                        Ok(tandem_control::ControlResponse::Applied { .. }) => {}
+                        outcome => {
+                            tracing::warn!(
+                                ?outcome,
+                                "semi-sync: cannot record the standby out of sync yet; replies wait"
+                            );
+                            tokio::time::sleep(heartbeat).await;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                _ = recorded => {}
+                _ = self.wait_replicated(ticket) => return,
+            }
+        }
         if self.in_sync.swap(false, Ordering::AcqRel) {
             self.out_of_sync_events.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -428,9 +505,33 @@ impl Replication {
                 replicated = self.replicated_index().0,
                 timeout_ms,
                 "semi-sync: the standby did not acknowledge within sync_timeout_ms; continuing without it \
-                 (standby no longer in sync)"
+                 (the standby is no longer in sync)"
             );
         }
+    }
+
+    /// Active: the standby, out of sync in the control plane, is connected and close behind:
+    /// from now on sync replies wait for it, and once it acknowledged everything appended
+    /// before this call (`resync_reached`) the control plane may record it in sync — no
+    /// reply acknowledged meanwhile is missing from it.
+    pub fn begin_resync(&self, db: &Database) {
+        self.resync.send_if_modified(|target| {
+            if target.is_some() {
+                return false;
+            }
+            *target = Some(db.last_index().0);
+            true
+        });
+    }
+
+    /// Active: stops waiting for a standby that is not in sync (it left, or it was marked).
+    pub fn end_resync(&self) {
+        self.resync.send_if_modified(|target| target.take().is_some());
+    }
+
+    /// Whether a resync is under way and the standby acknowledged its target.
+    pub fn resync_reached(&self) -> bool {
+        self.resync.borrow().is_some_and(|target| self.replicated_index().0 >= target)
     }
 
     /// Active: the standby acknowledged `durable_index`; `last_index` is this node's own.

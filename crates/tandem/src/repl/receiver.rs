@@ -32,6 +32,9 @@ pub async fn follow(shared: Arc<Shared>) {
     };
     let mut shutdown = shared.shutdown.subscribe();
     let mut backoff_ms = cluster.heartbeat_ms;
+    // The active gets one detector timeout from this node's start to be heard from: a
+    // standby that restarts while the active is down must still see it dead and take over.
+    shared.replication.reset_detector();
     loop {
         if shared.replication.role() == Role::Standby {
             let started = Instant::now();
@@ -44,12 +47,18 @@ pub async fn follow(shared: Arc<Shared>) {
             if started.elapsed() > Duration::from_millis(limits::PEER_RECONNECT_MAX_MS) {
                 backoff_ms = cluster.heartbeat_ms;
             }
+        } else {
+            // Not a standby: check again soon, so that a demoted node (a switchover) follows
+            // the new active within a heartbeat, before its detector judges it dead.
+            backoff_ms = cluster.heartbeat_ms;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        backoff_ms = (backoff_ms * 2).min(limits::PEER_RECONNECT_MAX_MS);
+        if shared.replication.role() == Role::Standby {
+            backoff_ms = (backoff_ms * 2).min(limits::PEER_RECONNECT_MAX_MS);
+        }
     }
 }
 
@@ -75,12 +84,11 @@ async fn session(shared: &Arc<Shared>) -> String {
     }
     reader.limit = limits::PEER_FRAME_BYTES_MAX;
     let (mut read_half, mut write_half) = socket.into_split();
-    let from = shared.db.last_index().next();
-    let catch_up = Message::CatchUpFrom { epoch: shared.db.epoch(), index: from.0 };
-    if let Err(error) = wire::send(&mut write_half, &catch_up, &mut BytesMut::new()).await {
-        return error.to_string();
-    }
-    tracing::info!(active = %active.peer, from = from.0, "connected to the active; catching up");
+    let first = match agree_on_start(shared, &mut reader, &mut read_half, &mut write_half).await {
+        Ok(first) => first,
+        Err(ended) => return ended,
+    };
+    tracing::info!(active = %active.peer, from = shared.db.last_index().0 + 1, "connected to the active; catching up");
     shared.replication.reset_detector();
     shared.replication.set_link_up(true);
     let (applied, applied_changes) = watch::channel(shared.db.last_index().0);
@@ -88,13 +96,17 @@ async fn session(shared: &Arc<Shared>) -> String {
     let mut ticker = tokio::time::interval(Duration::from_millis(cluster.heartbeat_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut write_half = Some(write_half);
+    let mut first = Some(first);
     let ended = loop {
         tokio::select! {
-            message = reader.next(&mut read_half) => {
+            message = async { match first.take() { Some(first) => Ok(first), None => reader.next(&mut read_half).await } } => {
                 let message = match message {
                     Ok(message) => message,
                     Err(error) => break reject(shared, format!("from the active: {error}")),
                 };
+                if let Message::Snapshot { epoch, log_index, bytes } = message {
+                    break install_snapshot(shared, &mut reader, &mut read_half, epoch, log_index, bytes).await;
+                }
                 if let Err(reason) = receive(shared, message, &applied) {
                     break reject(shared, reason);
                 }
@@ -121,6 +133,132 @@ async fn session(shared: &Arc<Shared>) -> String {
     };
     drop(acknowledger);
     ended
+}
+
+/// Asks the active for the records after this log's end, probing lower while the active
+/// answers `Diverged`; returns the active's first message of the stream. If the logs agree
+/// only up to an index below this log's end, writes the rejoin marker and asks for a
+/// restart (`rejoin`), returning why the session ended.
+async fn agree_on_start(
+    shared: &Shared,
+    reader: &mut PeerReader,
+    read_half: &mut tokio::net::tcp::OwnedReadHalf,
+    write_half: &mut OwnedWriteHalf,
+) -> Result<Message, String> {
+    let dir = crate::db::log_dir(&shared.config.data_dir);
+    let options = shared.config.log_options();
+    let last = shared.db.last_index();
+    // Probing reads the log's files: let the writer finish what was appended.
+    shared.db.progress().wait_written(last).await;
+    let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
+    let last_epoch = shared.db.last_record().1;
+    // The epoch of this node's record `index`; the last one is known even when a checkpoint
+    // holds it and the log does not.
+    let epoch_of = |index: u64| match index {
+        0 => Some(0),
+        index if index == last.0 => Some(last_epoch),
+        index => own_epoch(&dir, &options, index).ok(),
+    };
+    let mut probe = last.0;
+    for _ in 0..limits::DIVERGENCE_PROBES_MAX {
+        let prev_epoch = epoch_of(probe).unwrap_or_else(|| {
+            // The log no longer holds it: nothing below can be compared; start from nothing.
+            tracing::warn!(probe, "this log no longer holds the record to compare; asking from the start");
+            probe = 0;
+            0
+        });
+        let catch_up = Message::CatchUpFrom { epoch: shared.db.epoch(), index: probe + 1, prev_epoch };
+        wire::send(write_half, &catch_up, &mut BytesMut::new()).await.map_err(|error| error.to_string())?;
+        let reply = match tokio::time::timeout(timeout, reader.next(read_half)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => return Err(format!("from the active: {error}")),
+            Err(_) => return Err("the active did not answer CatchUpFrom".into()),
+        };
+        if let Message::Snapshot { epoch, log_index, bytes } = reply {
+            return Err(install_snapshot(shared, reader, read_half, epoch, log_index, bytes).await);
+        }
+        if reply.epoch().is_some_and(|theirs| theirs < shared.db.epoch()) {
+            // A paused old active answering a session from before this node's promotion.
+            return Err(format!(
+                "stale epoch {} in {} from the peer; this node is at {}",
+                reply.epoch().unwrap_or(0),
+                reply.name(),
+                shared.db.epoch()
+            ));
+        }
+        let Message::Diverged { epoch, index, index_epoch } = reply else {
+            if probe == last.0 {
+                return Ok(reply);
+            }
+            // The active agrees up to `probe`, below this log's end.
+            return Err(diverged(shared, probe, reply.epoch().unwrap_or(shared.db.epoch())));
+        };
+        if index == 0 || (index <= probe && epoch_of(index) == Some(index_epoch)) {
+            return Err(diverged(shared, index.min(probe), epoch));
+        }
+        probe = index.min(probe) - 1;
+    }
+    Err(format!("no common point with the active after {} probes", limits::DIVERGENCE_PROBES_MAX))
+}
+
+/// Receives and verifies the active's snapshot, then restarts to install it.
+async fn install_snapshot(
+    shared: &Shared,
+    reader: &mut PeerReader,
+    read_half: &mut tokio::net::tcp::OwnedReadHalf,
+    epoch: u64,
+    log_index: u64,
+    bytes: u64,
+) -> String {
+    tracing::warn!(log_index, bytes, "the active's log no longer reaches back to this node's; receiving a snapshot");
+    if let Err(reason) = super::snapshot::receive(shared, reader, read_half, log_index, bytes).await {
+        return format!("snapshot transfer failed: {reason}");
+    }
+    let marker = super::rejoin::Marker { common_index: shared.db.last_index().0, epoch, snapshot: true };
+    if let Err(error) = super::rejoin::write_marker(&shared.config.data_dir, marker) {
+        return format!("the snapshot arrived, but the rejoin marker cannot be written: {error}");
+    }
+    shared.request_restart();
+    format!("received a snapshot at index {log_index}; restarting to install it")
+}
+
+/// The epoch of this log's record `index` (0 for index 0).
+fn own_epoch(dir: &std::path::Path, options: &tandem_log::LogOptions, index: u64) -> Result<u64, String> {
+    if index == 0 {
+        return Ok(0);
+    }
+    match tandem_log::epoch_at(dir, LogIndex(index), options) {
+        Ok(Some(epoch)) => Ok(epoch.0),
+        Ok(None) => Err(format!("this log has no record {index} to compare")),
+        Err(error) => Err(format!("reading this log to compare it with the active's: {error}")),
+    }
+}
+
+/// This log holds records after `common_index` that the active (at `epoch`) does not: mark
+/// the rejoin and restart the node to carry it out before the database opens again.
+fn diverged(shared: &Shared, common_index: u64, epoch: u64) -> String {
+    let last = shared.db.last_index().0;
+    let marker = super::rejoin::Marker { common_index, epoch, snapshot: false };
+    // Only a standby, told by a peer at least as new as itself, ever drops records: never a
+    // node promoted meanwhile, whatever a stale peer says.
+    let written = shared.replication.while_standby(|| {
+        if epoch < shared.db.epoch() {
+            return Err(format!("a peer at epoch {epoch} reported divergence; this node is at {}", shared.db.epoch()));
+        }
+        super::rejoin::write_marker(&shared.config.data_dir, marker).map_err(|error| error.to_string())
+    });
+    let written = written.unwrap_or_else(|| Err("this node is no longer a standby".into()));
+    if let Err(error) = written {
+        return format!("not rejoining after index {common_index}: {error}");
+    }
+    tracing::warn!(
+        common_index,
+        last_index = last,
+        diverged_records = last.saturating_sub(common_index),
+        "this log holds records the active does not have; restarting to save them aside and rejoin"
+    );
+    shared.request_restart();
+    format!("diverged from the active after index {common_index}; restarting to rejoin")
 }
 
 /// The acknowledger task, stopped when the session ends — also when the session's

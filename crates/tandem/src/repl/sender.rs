@@ -7,11 +7,12 @@
 //! never follows another standby.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tandem_log::{LogError, LogIndex, LogReader};
+use tandem_log::{Epoch, LogError, LogIndex, LogOptions, LogReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,6 +79,7 @@ async fn serve_peer(mut socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>
     let (read_half, write_half) = socket.into_split();
     let mut session = Session {
         shared: &shared,
+        standby: caller.node_id,
         reader,
         read_half,
         write_half,
@@ -96,6 +98,8 @@ async fn serve_peer(mut socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>
 /// One standby session, after the handshake.
 struct Session<'a> {
     shared: &'a Shared,
+    /// The standby's member id.
+    standby: u32,
     reader: PeerReader,
     read_half: OwnedReadHalf,
     write_half: OwnedWriteHalf,
@@ -110,20 +114,11 @@ struct Session<'a> {
 impl Session<'_> {
     async fn run(&mut self) -> Ended {
         let replication = &self.shared.replication;
-        let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
-        let start = match tokio::time::timeout(timeout, self.reader.next(&mut self.read_half)).await {
-            Ok(Ok(Message::CatchUpFrom { index, .. })) => index,
-            Ok(Ok(other)) => return self.reject(format!("expected CatchUpFrom, got {}", other.name())).await,
-            Ok(Err(error)) => return self.rejected(error.to_string()),
-            Err(_) => return "no CatchUpFrom after the handshake".into(),
+        let start = match self.agree_on_start().await {
+            Ok(start) => start,
+            Err(ended) => return ended,
         };
         let last = self.shared.db.last_index();
-        if start > last.0 + 1 {
-            // HOOK (control plane): a standby ahead of the active holds records this log lacks
-            // (async mode after a failover); it must save them aside and re-sync.
-            let reason = format!("the standby asks for index {start} but this log ends at {last}: it diverged");
-            return self.reject(reason).await;
-        }
         self.next = LogIndex(start.max(1));
         tracing::info!(from = self.next.0, last = last.0, "standby session: catching up");
         replication.reset_detector();
@@ -172,6 +167,53 @@ impl Session<'_> {
         }
     }
 
+    /// Reads `CatchUpFrom` until the standby asks from an index where both logs agree
+    /// (answering `Diverged` to the others); returns that index.
+    async fn agree_on_start(&mut self) -> Result<u64, Ended> {
+        let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
+        for _ in 0..limits::DIVERGENCE_PROBES_MAX {
+            let (index, prev_epoch) = match tokio::time::timeout(timeout, self.reader.next(&mut self.read_half)).await {
+                Ok(Ok(Message::CatchUpFrom { epoch, .. })) if epoch > self.shared.db.epoch() => {
+                    // This node was paused or cut off while the standby moved on: it is stale.
+                    let reason =
+                        format!("the standby is at epoch {epoch}, ahead of this node's {}", self.shared.db.epoch());
+                    return Err(self.reject(reason).await);
+                }
+                Ok(Ok(Message::CatchUpFrom { index, prev_epoch, .. })) => (index.max(1), prev_epoch),
+                Ok(Ok(other)) => return Err(self.reject(format!("expected CatchUpFrom, got {}", other.name())).await),
+                Ok(Err(error)) => return Err(self.rejected(error.to_string())),
+                Err(_) => return Err("no CatchUpFrom after the handshake".into()),
+            };
+            let dir = crate::db::log_dir(&self.shared.config.data_dir);
+            let options = self.shared.config.log_options();
+            let last = self.shared.db.progress().written();
+            let compared =
+                tokio::task::spawn_blocking(move || compare(&dir, &options, last, LogIndex(index - 1), prev_epoch))
+                    .await
+                    .map_err(|error| format!("comparing logs failed: {error}"))?;
+            match compared {
+                Ok(Agreement::Agree) => return Ok(index),
+                Ok(Agreement::Differ { index: agree_at, epoch }) => {
+                    tracing::warn!(
+                        asked = index,
+                        prev_epoch,
+                        candidate = agree_at,
+                        "the standby's log differs from this one; telling it where they can still agree"
+                    );
+                    let message =
+                        Message::Diverged { epoch: self.shared.db.epoch(), index: agree_at, index_epoch: epoch };
+                    wire::send(&mut self.write_half, &message, &mut self.scratch)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                }
+                Err(error) => return Err(self.unavailable(error).await),
+            }
+        }
+        Err(self
+            .reject(format!("no common point with the standby after {} probes", limits::DIVERGENCE_PROBES_MAX))
+            .await)
+    }
+
     fn heartbeat_ms(&self) -> u64 {
         self.shared.replication.cluster.as_ref().map_or(limits::HEARTBEAT_MS_DEFAULT, |cluster| cluster.heartbeat_ms)
     }
@@ -201,6 +243,7 @@ impl Session<'_> {
                     return Err(self.reject(reason).await);
                 }
                 replication.acknowledged(durable_index, self.shared.db.last_index().0);
+                self.shared.checkpoints.hold_log_from(durable_index + 1);
                 Ok(())
             }
             // Liveness only: its last_index is appended, not necessarily durable.
@@ -272,17 +315,30 @@ impl Session<'_> {
     }
 
     /// The log no longer reaches back to `next`, or cannot be read.
+    /// The log no longer reaches back to `next` (catch up from a snapshot instead), or
+    /// cannot be read.
     async fn unavailable(&mut self, error: LogError) -> Ended {
-        let reason = match error {
-            LogError::Unavailable { requested, first_available } => format!(
-                "the log no longer reaches back to index {requested} (it starts at {first_available}, behind a \
-                 checkpoint); catch-up from a checkpoint is not implemented yet: rebuild the standby's data \
-                 directory from a copy of the active's"
-            ),
-            other => format!("cannot read the log: {other}"),
+        let LogError::Unavailable { requested, first_available } = error else {
+            let reason = format!("cannot read the log: {error}");
+            tracing::error!(%reason, "cannot catch the standby up");
+            return self.reject(reason).await;
         };
-        tracing::error!(%reason, "cannot catch the standby up");
-        self.reject(reason).await
+        tracing::warn!(
+            requested = requested.0,
+            first_available = first_available.0,
+            "the log no longer reaches back to what the standby needs; sending it a snapshot"
+        );
+        match super::snapshot::send(self.shared, &mut self.write_half, &mut self.scratch, self.standby).await {
+            Ok((index, bytes)) => {
+                self.shared.checkpoints.hold_log_from(index + 1);
+                tracing::info!(index, bytes, "snapshot sent; the standby installs it and reconnects");
+                format!("sent a snapshot at index {index} ({bytes} bytes)")
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "cannot send the standby a snapshot");
+                self.reject(reason).await
+            }
+        }
     }
 
     /// Closes the session, telling the standby why.
@@ -299,4 +355,36 @@ impl Session<'_> {
         }
         reason
     }
+}
+
+/// Whether the standby, whose record `prev` has epoch `prev_epoch`, agrees with this log.
+#[derive(Debug, PartialEq, Eq)]
+enum Agreement {
+    /// Both logs hold the same records up to `prev`.
+    Agree,
+    /// They do not; this log's last record that can still agree is `index` (0: none).
+    Differ { index: u64, epoch: u64 },
+}
+
+/// Compares the standby's claim about record `prev` with this log (written up to `last`).
+/// Records of one epoch come from one writer, so equal epochs at an index mean equal logs
+/// up to it (Raft's log matching).
+fn compare(
+    dir: &Path,
+    options: &LogOptions,
+    last: LogIndex,
+    prev: LogIndex,
+    prev_epoch: u64,
+) -> Result<Agreement, LogError> {
+    if prev.0 == 0 {
+        return Ok(Agreement::Agree);
+    }
+    if prev <= last && tandem_log::epoch_at(dir, prev, options)? == Some(Epoch(prev_epoch)) {
+        return Ok(Agreement::Agree);
+    }
+    let upper = LogIndex(prev.0.min(last.0));
+    Ok(match tandem_log::last_record_with_epoch_at_most(dir, Epoch(prev_epoch), upper, options)? {
+        Some((index, epoch)) => Agreement::Differ { index: index.0, epoch: epoch.0 },
+        None => Agreement::Differ { index: 0, epoch: 0 },
+    })
 }

@@ -14,7 +14,7 @@ use tandem_log::{Epoch, LogIndex, NodeId, Record};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol version a `Hello` announces; a peer with another is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes before the body: length and checksum.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// Length of a handshake nonce and of an HMAC-SHA256 proof.
@@ -73,8 +73,22 @@ pub enum Message {
     Welcome,
     /// The connection is refused or closed, with the reason (also logged on both sides).
     Refused { reason: String },
-    /// Standby → active, first after the handshake: send records from `index` on.
-    CatchUpFrom { epoch: u64, index: u64 },
+    /// Standby → active, first after the handshake: send records from `index` on; the
+    /// standby's record `index - 1` has epoch `prev_epoch` (0 for none). The active streams
+    /// only if its own record there has the same epoch (then both logs agree up to it:
+    /// one writer per epoch), and answers `Diverged` otherwise.
+    CatchUpFrom { epoch: u64, index: u64, prev_epoch: u64 },
+    /// Active → standby: the logs do not agree at the index asked from; the active's last
+    /// record that can still agree is `index`, of epoch `index_epoch` (0, 0: none). The
+    /// standby probes again lower, or finds the common point.
+    Diverged { epoch: u64, index: u64, index_epoch: u64 },
+    /// Active → standby: the log no longer reaches back to what the standby needs; a full
+    /// checkpoint of `bytes` bytes, the state at `log_index`, follows in `SnapshotChunk`s.
+    Snapshot { epoch: u64, log_index: u64, bytes: u64 },
+    /// A piece of the snapshot file, in order.
+    SnapshotChunk { epoch: u64, bytes: Bytes },
+    /// The snapshot is complete.
+    SnapshotEnd { epoch: u64 },
     /// Active → standby: the next records, contiguous, in index order.
     Records { epoch: u64, records: Vec<WireRecord> },
     /// Standby → active: every record up to `durable_index` is persisted.
@@ -88,6 +102,10 @@ impl Message {
     pub fn epoch(&self) -> Option<u64> {
         match self {
             Message::CatchUpFrom { epoch, .. }
+            | Message::Diverged { epoch, .. }
+            | Message::Snapshot { epoch, .. }
+            | Message::SnapshotChunk { epoch, .. }
+            | Message::SnapshotEnd { epoch }
             | Message::Records { epoch, .. }
             | Message::Ack { epoch, .. }
             | Message::Heartbeat { epoch, .. } => Some(*epoch),
@@ -104,6 +122,10 @@ impl Message {
             Message::Welcome => "Welcome",
             Message::Refused { .. } => "Refused",
             Message::CatchUpFrom { .. } => "CatchUpFrom",
+            Message::Diverged { .. } => "Diverged",
+            Message::Snapshot { .. } => "Snapshot",
+            Message::SnapshotChunk { .. } => "SnapshotChunk",
+            Message::SnapshotEnd { .. } => "SnapshotEnd",
             Message::Records { .. } => "Records",
             Message::Ack { .. } => "Ack",
             Message::Heartbeat { .. } => "Heartbeat",

@@ -243,6 +243,7 @@ fn replication(shared: &Shared, text: &mut String) {
     line(text, "tandem_rejected_peers", replication.rejected_peers());
     let failover = replication.failover_record();
     line(text, "tandem_failovers", failover.failovers);
+    line(text, "tandem_diverged_records", replication.diverged_records());
     line(text, "tandem_last_failover_detected_unix_ms", failover.detected_unix_ms);
     line(text, "tandem_last_failover_promoted_unix_ms", failover.promoted_unix_ms);
     let address = &replication.service_address;

@@ -66,6 +66,8 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     /// Set to true to shut the server down.
     pub shutdown: watch::Sender<bool>,
+    /// Set with `shutdown` when the node must start again at once (a pending rejoin).
+    pub restart: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -78,6 +80,13 @@ impl Shared {
     /// Asks the whole server to stop.
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Asks the node to stop and start again in the same process slot (`node::run`
+    /// returns `Outcome::Restart`; `main` re-executes itself).
+    pub fn request_restart(&self) {
+        self.restart.store(true, Ordering::Release);
+        self.request_shutdown();
     }
 }
 

@@ -64,6 +64,15 @@ fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> 
             "READONLY this node holds no control-plane lease (fenced): it may no longer be the active; retry".into(),
         ));
     }
+    if matches!(spec.handler, Handler::Data(_)) && shared.replication.lease_lost() {
+        // Its data may hold writes no standby has (never acknowledged) or miss a successor's:
+        // a read would wait for a replication that cannot be confirmed, or mislead.
+        return Some(CommandError::Other(
+            "READONLY this node holds no control-plane lease (fenced): it cannot vouch for its data; read from \
+             the active"
+                .into(),
+        ));
+    }
     if !shared.replication.refuses_writes() {
         return None;
     }
@@ -521,6 +530,11 @@ impl Session {
         if failed {
             let message = "EXECABORT Transaction discarded because of previous errors.";
             self.error(CommandError::Other(message.into()), out);
+            return Flow::default();
+        }
+        // The role or the lease may have changed since the commands were queued.
+        if let Some(refusal) = queued.iter().find_map(|command| refused_by_role(shared, command.spec)) {
+            self.error(refusal, out);
             return Flow::default();
         }
         let writes = queued.iter().any(|command| command.spec.flags.has(Flags::DENYOOM));

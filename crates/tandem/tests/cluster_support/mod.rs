@@ -52,6 +52,8 @@ pub struct Node {
     pub port: u16,
     /// Replication port.
     pub peer_port: u16,
+    /// Admin HTTP port, when the cluster gives members admin addresses.
+    pub admin_port: Option<u16>,
     data_dir: PathBuf,
     config: PathBuf,
     dir: PathBuf,
@@ -60,6 +62,8 @@ pub struct Node {
 
 /// The witness process of a cluster with a control plane.
 pub struct Witness {
+    /// Admin HTTP port, when the cluster gives members admin addresses.
+    pub admin_port: Option<u16>,
     child: Option<Child>,
     config: PathBuf,
     dir: PathBuf,
@@ -88,11 +92,36 @@ impl Cluster {
         Cluster::start_with(extra, true)
     }
 
+    /// Starts a cluster with the control plane whose three members also have admin addresses
+    /// (for `tandem status|switchover|promote`); `member_fields` are appended to data
+    /// members 1 and 2 (e.g. `priority = 200`).
+    pub fn start_with_admin(extra: &str, member_fields: [&str; 2]) -> Cluster {
+        Cluster::start_with_members(extra, true, Some(member_fields))
+    }
+
     fn start_with(extra: &str, control_plane: bool) -> Cluster {
+        Cluster::start_with_members(extra, control_plane, None)
+    }
+
+    fn start_with_members(extra: &str, control_plane: bool, admin: Option<[&str; 2]>) -> Cluster {
         let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
-        let control =
-            || if control_plane { format!(", control = \"127.0.0.1:{}\"", free_port()) } else { String::new() };
+        let admin_ports: Vec<Option<u16>> = (0..3).map(|_| admin.map(|_| free_port())).collect();
+        let member_extra = |index: usize| {
+            let mut fields = String::new();
+            if let Some(port) = admin_ports[index] {
+                fields.push_str(&format!(", admin = \"127.0.0.1:{port}\""));
+            }
+            if let Some(extra) = admin.and_then(|fields| fields.get(index).copied()).filter(|text| !text.is_empty()) {
+                fields.push_str(&format!(", {extra}"));
+            }
+            fields
+        };
+        let control = |index: usize| {
+            let control =
+                if control_plane { format!(", control = \"127.0.0.1:{}\"", free_port()) } else { String::new() };
+            control + &member_extra(index)
+        };
         let section = format!(
             "cluster_id = \"{CLUSTER_ID}\"\nsecret = \"{SECRET}\"\ninitial_active = 1\nheartbeat_ms = 50\n{extra}\n\
              members = [\n  {{ id = 1, role = \"data\", client = \"127.0.0.1:{}\", peer = \"127.0.0.1:{}\"{} }},\n  \
@@ -100,19 +129,19 @@ impl Cluster {
              {{ id = 3, role = \"witness\", peer = \"127.0.0.1:{}\"{} }},\n]\n",
             ports[0].0,
             ports[0].1,
-            control(),
+            control(0),
             ports[1].0,
             ports[1].1,
-            control(),
+            control(1),
             free_port(),
-            control(),
+            control(2),
         );
         let witness = control_plane.then(|| {
             let dir = temp.path().join("witness");
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("tandem.toml");
             std::fs::write(&config, format!("[cluster]\nnode_id = 3\n{section}")).unwrap();
-            let mut witness = Witness { child: None, config, dir };
+            let mut witness = Witness { admin_port: admin_ports[2], child: None, config, dir };
             witness.start();
             witness
         });
@@ -121,9 +150,12 @@ impl Cluster {
                 let dir = temp.path().join(format!("node{id}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 let config = dir.join("tandem.toml");
-                std::fs::write(&config, format!("admin_port = 0\n[cluster]\nnode_id = {id}\n{section}")).unwrap();
+                // With member admin addresses the admin endpoint listens there; else none.
+                let admin_port_line = if admin.is_some() { "" } else { "admin_port = 0\n" };
+                std::fs::write(&config, format!("{admin_port_line}[cluster]\nnode_id = {id}\n{section}")).unwrap();
                 let (port, peer_port) = ports[id as usize - 1];
-                Node { id, child: None, port, peer_port, data_dir: dir.join("data"), config, dir, runs: 0 }
+                let admin_port = admin_ports[id as usize - 1];
+                Node { id, child: None, port, peer_port, admin_port, data_dir: dir.join("data"), config, dir, runs: 0 }
             })
             .collect();
         let mut cluster = Cluster { _temp: temp, nodes, witness, section };
@@ -131,6 +163,35 @@ impl Cluster {
             node.start();
         }
         cluster
+    }
+
+    /// A configuration file for the operator's commands: the `[cluster]` section alone,
+    /// without `node_id` (`tandem status --config <this>`).
+    pub fn operator_config(&self) -> PathBuf {
+        let path = self._temp.path().join("cluster.toml");
+        std::fs::write(&path, format!("[cluster]\n{}", self.section)).unwrap();
+        path
+    }
+
+    /// Runs `tandem <args>` (an operator command) to completion, bounded by `within`.
+    pub fn tandem(&self, args: &[&str], within: Duration) -> std::process::Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .env_remove("RUST_LOG")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandem");
+        let deadline = Instant::now() + within;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tandem {args:?} did not finish within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// The node that starts active.
@@ -217,8 +278,8 @@ impl Drop for Witness {
 }
 
 impl Node {
-    /// Starts (or restarts) the process and waits until it answers PING.
-    pub fn start(&mut self) {
+    /// Starts (or restarts) the process without waiting for it to be ready.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         self.runs += 1;
         let stderr = File::create(self.stderr_path()).unwrap();
@@ -236,6 +297,11 @@ impl Node {
             .spawn()
             .expect("spawn tandem server");
         self.child = Some(child);
+    }
+
+    /// Starts (or restarts) the process and waits until it answers PING.
+    pub fn start(&mut self) {
+        self.spawn();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -259,6 +325,34 @@ impl Node {
         child.wait().unwrap();
     }
 
+    /// Freezes the whole process (SIGSTOP), as a VM stall or a long GC pause would: its
+    /// sockets stay open, its clocks keep running, it answers nothing until `resume`.
+    /// Returns once every thread is stopped, so nothing sent afterwards is served before
+    /// `resume`.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        let pid = self.child.as_ref().expect("the node is running").id();
+        poll_until(READY_TIMEOUT, &format!("every thread of node {} is stopped", self.id), || all_threads_stopped(pid));
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the node is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped (it holds the `Child`).
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+    }
+
+    /// Whether the process is still running (a paused process counts as running).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
@@ -274,6 +368,11 @@ impl Node {
         let connection = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
         connection.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         connection
+    }
+
+    /// Its configuration file (a test may edit it before `start`).
+    pub fn node_config_path(&self) -> &Path {
+        &self.config
     }
 
     /// The data directory.
@@ -301,6 +400,90 @@ impl Drop for Node {
             eprintln!("---- node {} stderr (run {}) ----\n{}", self.id, self.runs, self.stderr());
         }
     }
+}
+
+/// Whether every thread of process `pid` is in the stopped state (`T` in `/proc`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the parenthesised command name, which may itself contain spaces.
+        stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("T")
+    })
+}
+
+/// The seed of a randomized test: `TANDEM_TEST_SEED` if set, else a fresh one; printed so
+/// that a failing run can be reproduced.
+pub fn test_seed() -> u64 {
+    let seed = match std::env::var("TANDEM_TEST_SEED") {
+        Ok(text) => text.parse().expect("TANDEM_TEST_SEED is a u64"),
+        Err(_) => rand::random(),
+    };
+    println!("seed {seed} (rerun with TANDEM_TEST_SEED={seed})");
+    seed
+}
+
+/// One `INFO replication` field of `node` over a fresh connection; "" if the node cannot
+/// answer (down, paused, or the field is absent).
+pub fn info(node: &Node, field: &str) -> String {
+    let Ok(connection) = redis::Client::open(node.url()).unwrap().get_connection_with_timeout(Duration::from_secs(2))
+    else {
+        return String::new();
+    };
+    let mut connection = connection;
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(2)));
+    let Ok(text) = redis::cmd("INFO").arg("replication").query::<String>(&mut connection) else {
+        return String::new();
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The first element of `ROLE`'s reply ("master" or "slave"), or "" if the node cannot answer.
+pub fn role(node: &Node) -> String {
+    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
+        return String::new();
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(2)));
+    let reply: redis::RedisResult<Vec<redis::Value>> = redis::cmd("ROLE").query(&mut connection);
+    match reply.ok().and_then(|values| values.into_iter().next()) {
+        Some(value) => redis::from_redis_value::<String>(&value).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+/// Whether a `SET` on `node` is acknowledged now (over a fresh connection).
+pub fn accepts_a_write(node: &Node, key: &str) -> bool {
+    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else {
+        return false;
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(5)));
+    redis::cmd("SET").arg(key).arg("1").query::<String>(&mut connection).is_ok()
+}
+
+/// Waits until node `index` is the active and acknowledges writes.
+pub fn wait_active(cluster: &Cluster, index: usize) {
+    let node = &cluster.nodes[index];
+    poll_until(CONVERGE_TIMEOUT, &format!("node {} is the active and accepts writes", node.id), || {
+        role(node) == "master" && accepts_a_write(node, "probe")
+    });
+}
+
+/// Waits until node 2 follows node 1 and its control-plane member holds the current control
+/// log with node 1 leading it (the active's lease is the control leader's lease).
+pub fn wait_standby_joined(cluster: &Cluster) {
+    let standby = &cluster.nodes[1];
+    poll_until(CONVERGE_TIMEOUT, "node 2 follows node 1 on both planes", || {
+        info(standby, "role") == "slave"
+            && info(standby, "master_link_status") == "up"
+            && info(standby, "tandem_control_active") == "1"
+            && info(standby, "tandem_control_leader") == "1"
+    });
 }
 
 /// One `INFO replication` field's value ("" if absent).

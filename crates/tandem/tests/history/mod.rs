@@ -74,6 +74,15 @@ impl History {
         (entries.len(), acknowledged)
     }
 
+    /// Whether some write of `value` to `key` was recorded that did not fail (acknowledged,
+    /// unknown or still pending): the only values a read of `key` may return besides nil.
+    pub fn may_have_written(&self, key: &str, value: &str) -> bool {
+        self.entries.lock().unwrap().iter().any(|entry| {
+            matches!(&entry.operation, Operation::Write { key: k, value: v } if k == key && v == value)
+                && !matches!(entry.completed, Some((_, Outcome::Failed)))
+        })
+    }
+
     /// Checks every key's history; `Err` names the first key that has no legal order.
     pub fn check(&self) -> Result<(), String> {
         let entries = self.entries.lock().unwrap().clone();

@@ -1,0 +1,490 @@
+//! `tandem demo`: the main job on one machine — a failover under write load.
+//!
+//! Starts a witness and two data nodes as child processes on loopback
+//! addresses in a temporary directory (`cluster`), drives writers through
+//! the service address that record every acknowledged write (`workload`),
+//! kills the active with SIGKILL, and prints the timeline — fault, detected,
+//! promoted, address moved, first write served, in ms since the fault — and
+//! the audit of every acknowledged write on the new active (`timeline`).
+//! Each further round restarts the killed node, waits until it is an in-sync
+//! standby again, and kills the current active.
+//!
+//! Exit status: 0 when no acknowledged write was lost, 1 when some were, 2
+//! when the demo could not run to the end (the reason and the nodes' stderr
+//! are printed). Every exit path, Ctrl-C included, stops the children this
+//! demo started (by PID) and removes the temporary directory unless `--keep`.
+
+mod cluster;
+mod timeline;
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use self::cluster::{Children, ClusterSettings, LocalCluster, DATA_NODES};
+use self::timeline::Info;
+use self::workload::{Target, Writers};
+use crate::limits;
+
+/// How long a new cluster, or a restarted node, may take to be an in-sync standby
+/// beside a writable active.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long after the fault a write must be served again.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to try the service address before following the nodes' own addresses.
+const SERVICE_ADDRESS_PROBE: Duration = Duration::from_secs(3);
+
+/// Options of `tandem demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Failover mode; only active-passive exists so far.
+    #[arg(long, default_value = "active-passive")]
+    pub mode: String,
+    /// When a write is acknowledged: after the standby persisted it (sync), the same
+    /// with a fallback after a timeout (semi-sync), or after the local write (async).
+    #[arg(long, value_enum, default_value_t = AckMode::Sync)]
+    pub ack_mode: AckMode,
+    /// Heartbeat and failure-detector settings: the built-in defaults, or tight ones.
+    #[arg(long, value_enum, default_value_t = Timings::Default)]
+    pub timings: Timings,
+    /// Rounds of load, SIGKILL of the active, failover and audit.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+    /// Milliseconds of write load before each kill.
+    #[arg(long, default_value_t = 1500)]
+    pub load_ms: u64,
+    /// Concurrent writer connections.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub clients: u32,
+    /// Print the summary as JSON instead of the timeline.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the temporary directory (configurations, data, stderr of every process).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `--ack-mode`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Reply after the standby persisted the write.
+    Sync,
+    /// Sync, falling back to async when the standby is slow.
+    SemiSync,
+    /// Reply after the local write.
+    Async,
+}
+
+impl AckMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Sync => "sync",
+            AckMode::SemiSync => "semi-sync",
+            AckMode::Async => "async",
+        }
+    }
+}
+
+/// `--timings`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timings {
+    /// The built-in heartbeat and detector defaults.
+    Default,
+    /// Heartbeat every 20 ms; dead after 100–500 ms of silence.
+    Tight,
+}
+
+impl Timings {
+    fn as_str(self) -> &'static str {
+        match self {
+            Timings::Default => "default",
+            Timings::Tight => "tight",
+        }
+    }
+
+    /// (heartbeat, dead after at least, dead after at most), ms.
+    fn values_ms(self) -> (u64, u64, u64) {
+        match self {
+            Timings::Default => (
+                limits::HEARTBEAT_MS_DEFAULT,
+                limits::DETECTOR_DEAD_MIN_MS_DEFAULT,
+                limits::DETECTOR_DEAD_MAX_MS_DEFAULT,
+            ),
+            Timings::Tight => (20, 100, 500),
+        }
+    }
+
+    /// The `[cluster]` lines; none for the defaults, so the demo shows what a user gets.
+    fn toml_lines(self) -> String {
+        match self {
+            Timings::Default => String::new(),
+            Timings::Tight => {
+                let (heartbeat, floor, ceiling) = self.values_ms();
+                format!(
+                    "heartbeat_ms = {heartbeat}\ndetector_dead_min_ms = {floor}\ndetector_dead_max_ms = {ceiling}\n\
+                     control_election_timeout_ms = {}\n",
+                    TIGHT_CONTROL_ELECTION_TIMEOUT_MS
+                )
+            }
+        }
+    }
+}
+
+/// The control plane's election timeout with tight timings: elections, and so promotions,
+/// follow a dead active within about twice this.
+const TIGHT_CONTROL_ELECTION_TIMEOUT_MS: u64 = 60;
+
+/// One round's measurements; phases are ms since the fault, `None` when the node did not
+/// report them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Writes acknowledged in this round (before and after the fault).
+    pub acknowledged_writes: u64,
+    /// Writes acknowledged before the fault.
+    pub writes_before_fault: u64,
+    /// Writes whose outcome is unknown (in flight at the fault).
+    pub unknown_writes: u64,
+    /// Acknowledged writes missing or different on the new active.
+    pub lost_acknowledged_writes: u64,
+    /// The new active's detector declared the old one dead.
+    pub detected_ms: Option<u64>,
+    /// The control plane made the new active active.
+    pub promoted_ms: Option<u64>,
+    /// The new active bound the service address.
+    pub address_moved_ms: Option<u64>,
+    /// The first write sent after the fault was acknowledged.
+    pub first_write_ms: u64,
+    /// Fault to first write served: the outage a client sees.
+    pub failover_ms: u64,
+    /// The node killed.
+    pub old_active: u32,
+    /// The node promoted.
+    pub new_active: u32,
+    /// The new active's epoch.
+    pub epoch: Option<u64>,
+    /// The new active's count of promotions after a failed active.
+    pub failovers: Option<u64>,
+    /// The first few lost keys, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_keys: Vec<String>,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// What was demonstrated.
+    pub scenario: &'static str,
+    /// `--mode`.
+    pub mode: String,
+    /// `--ack-mode`.
+    pub ack_mode: &'static str,
+    /// `--timings`.
+    pub timings: &'static str,
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// The detector's floor and ceiling, ms.
+    pub detector_dead_ms: [u64; 2],
+    /// The service address of the cluster.
+    pub service_address: Option<String>,
+    /// Whether writers went through the service address (else through the nodes' own).
+    pub through_service_address: bool,
+    /// Every completed round.
+    pub rounds: Vec<Round>,
+    /// Sum of acknowledged writes.
+    pub acknowledged_writes: u64,
+    /// Sum of lost acknowledged writes.
+    pub lost_acknowledged_writes: u64,
+    /// Fault to first write served, ms, per round.
+    pub failover_ms: Vec<u64>,
+    /// Why the demo stopped before the last round, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Summary {
+    fn new(args: &DemoArgs) -> Summary {
+        let (heartbeat_ms, floor, ceiling) = args.timings.values_ms();
+        Summary {
+            scenario: "active-passive: SIGKILL of the active under write load, failover, audit",
+            mode: args.mode.clone(),
+            ack_mode: args.ack_mode.as_str(),
+            timings: args.timings.as_str(),
+            heartbeat_ms,
+            detector_dead_ms: [floor, ceiling],
+            service_address: None,
+            through_service_address: false,
+            rounds: Vec::new(),
+            acknowledged_writes: 0,
+            lost_acknowledged_writes: 0,
+            failover_ms: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn add(&mut self, round: Round) {
+        self.acknowledged_writes += round.acknowledged_writes;
+        self.lost_acknowledged_writes += round.lost_acknowledged_writes;
+        self.failover_ms.push(round.failover_ms);
+        self.rounds.push(round);
+    }
+}
+
+/// Runs the demo; see the module docs for the exit status.
+pub fn run(args: DemoArgs) -> ExitCode {
+    if args.mode != "active-passive" {
+        eprintln!(
+            "tandem demo: --mode {}: only active-passive exists so far (active-active is not built yet)",
+            args.mode
+        );
+        return ExitCode::from(2);
+    }
+    // A current-thread runtime: the children are spawned from the main thread, so their
+    // parent-death signal fires only when this process exits (see cluster::spawn).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let suffix: u32 = rand::random();
+    let directory = std::env::temp_dir().join(format!("tandem-demo-{}-{suffix:08x}", std::process::id()));
+    let children = Arc::new(Children::default());
+    install_interrupt_cleanup(children.clone(), directory.clone(), args.keep);
+    let summary = runtime.block_on(demo(&args, &directory, children.clone()));
+    children.stop_all();
+    if args.keep {
+        eprintln!("tandem demo: kept {}", directory.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("the summary serializes"));
+    } else if !summary.rounds.is_empty() {
+        timeline::print_summary(&summary.rounds);
+    }
+    if let Some(error) = &summary.error {
+        eprintln!("tandem demo: {error}");
+        ExitCode::from(2)
+    } else if summary.lost_acknowledged_writes > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn install_interrupt_cleanup(children: Arc<Children>, directory: PathBuf, keep: bool) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        eprintln!("tandem demo: interrupted; stopping the cluster and cleaning up");
+        children.stop_all();
+        if !keep {
+            let _ = std::fs::remove_dir_all(&directory);
+        }
+        std::process::exit(130);
+    });
+}
+
+async fn demo(args: &DemoArgs, directory: &Path, children: Arc<Children>) -> Summary {
+    let mut summary = Summary::new(args);
+    if let Err(error) = run_rounds(args, directory, children, &mut summary).await {
+        summary.error = Some(format!("{error:#}"));
+    }
+    summary
+}
+
+async fn run_rounds(
+    args: &DemoArgs,
+    directory: &Path,
+    children: Arc<Children>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let settings = ClusterSettings { ack_mode: args.ack_mode.as_str(), timing_lines: args.timings.toml_lines() };
+    let mut cluster = LocalCluster::start(directory, &settings, children).await?;
+    let mut active = wait_ready(&cluster).await?;
+    let target = choose_target(&cluster).await;
+    summary.service_address = Some(cluster.service_address.to_string());
+    summary.through_service_address = matches!(target, Target::ServiceAddress(_));
+    if !args.json {
+        print_header(args, directory, &cluster, &target);
+    }
+    for round in 1..=args.rounds {
+        let outcome = run_round(args, round, &cluster, active, &target).await?;
+        if !args.json {
+            timeline::print_round(&outcome, summary.through_service_address.then_some(cluster.service_address));
+        }
+        let killed = outcome.old_active;
+        active = outcome.new_active;
+        summary.add(outcome);
+        if round < args.rounds {
+            let restarted = Instant::now();
+            cluster.restart(killed).await?;
+            let now_active = wait_ready(&cluster).await?;
+            anyhow::ensure!(now_active == active, "node {now_active} became active after node {killed} restarted");
+            if !args.json {
+                let ms = restarted.elapsed().as_millis();
+                println!("  node {killed} restarted: an in-sync standby again after {ms} ms\n");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_header(args: &DemoArgs, directory: &Path, cluster: &LocalCluster, target: &Target) {
+    let (heartbeat, floor, ceiling) = args.timings.values_ms();
+    println!(
+        "tandem demo: a witness and two data nodes on loopback, files in {}\n  \
+         mode active-passive, ack mode {}, {} timings (heartbeat {heartbeat} ms, dead after {floor}-{ceiling} ms)",
+        directory.display(),
+        args.ack_mode.as_str(),
+        args.timings.as_str(),
+    );
+    match target {
+        Target::ServiceAddress(address) => println!("  clients use the service address {address}"),
+        Target::FollowActive(_) => println!(
+            "  the nodes do not bind the service address {} (not in this build): clients follow the active on the nodes' own addresses",
+            cluster.service_address
+        ),
+    }
+    println!(
+        "  {} writers; {} rounds of {} ms load, then SIGKILL of the active\n",
+        args.clients, args.rounds, args.load_ms
+    );
+}
+
+/// The service address when it leads to the active, else the nodes' own addresses.
+async fn choose_target(cluster: &LocalCluster) -> Target {
+    let deadline = Instant::now() + SERVICE_ADDRESS_PROBE;
+    while Instant::now() < deadline {
+        if workload::accepts_a_write(cluster.service_address).await {
+            return Target::ServiceAddress(cluster.service_address);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Target::FollowActive(DATA_NODES.iter().map(|id| cluster.client_address(*id)).collect())
+}
+
+/// Waits until one data node is a writable active and the other an in-sync standby that
+/// follows it on both planes; returns the active.
+async fn wait_ready(cluster: &LocalCluster) -> anyhow::Result<u32> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        for id in DATA_NODES {
+            cluster.check_running(id)?;
+        }
+        let why = match ready_active(cluster).await {
+            Ok(active) => return Ok(active),
+            Err(reason) => reason,
+        };
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "no writable active with an in-sync standby within {READY_TIMEOUT:?} ({why})\n{}",
+                cluster.all_stderr_tails()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ready_active(cluster: &LocalCluster) -> Result<u32, String> {
+    let mut infos = Vec::new();
+    for id in DATA_NODES {
+        infos.push(Info::read(cluster.client_address(id)).await.map_err(|error| format!("node {id}: {error}"))?);
+    }
+    let Some(index) = infos.iter().position(|info| info.text("role") == "master") else {
+        return Err("no node is active yet".into());
+    };
+    let (active, standby) = (DATA_NODES[index], &infos[1 - index]);
+    let standby_id = cluster.other(active).to_string();
+    // In sync by its own account *and* in the control plane's in-sync set, as both nodes
+    // see it: only then would the control plane promote it (invariant 3).
+    let in_sync_set = |info: &Info| info.text("tandem_control_in_sync").split(',').any(|id| id == standby_id);
+    let follows = standby.text("role") == "slave"
+        && standby.text("master_link_status") == "up"
+        && standby.text("tandem_in_sync") == "1"
+        && standby.number("tandem_control_active") == Some(u64::from(active))
+        && in_sync_set(standby)
+        && in_sync_set(&infos[index]);
+    if !follows {
+        let fields =
+            ["role", "master_link_status", "tandem_in_sync", "tandem_control_active", "tandem_control_in_sync"]
+                .map(|name| format!("{name}:{}", standby.text(name)))
+                .join(" ");
+        return Err(format!(
+            "node {standby_id} is not yet an in-sync standby of node {active}: it shows {fields}; \
+             node {active} shows tandem_control_in_sync:{}",
+            infos[index].text("tandem_control_in_sync")
+        ));
+    }
+    if !workload::accepts_a_write(cluster.client_address(active)).await {
+        return Err(format!("node {active} does not acknowledge writes yet"));
+    }
+    Ok(active)
+}
+
+/// One round: load, SIGKILL of `active`, recovery, post-fault load, audit.
+async fn run_round(
+    args: &DemoArgs,
+    round: u32,
+    cluster: &LocalCluster,
+    active: u32,
+    target: &Target,
+) -> anyhow::Result<Round> {
+    let writers = Writers::start(target, round, args.clients as usize);
+    tokio::time::sleep(Duration::from_millis(args.load_ms)).await;
+    let writes_before_fault = writers.ledger().acknowledged_count();
+    let fault = Instant::now();
+    let fault_unix_ms = crate::db::unix_ms();
+    writers.ledger().mark_fault(fault);
+    cluster.kill(active)?;
+    let new_active = cluster.other(active);
+    let Some(first_write) = wait_first_write(&writers).await else {
+        writers.stop().await;
+        anyhow::bail!(
+            "no write was served within {RECOVERY_TIMEOUT:?} of killing node {active}\n{}",
+            cluster.all_stderr_tails()
+        );
+    };
+    // A little load on the new active, so that the audit also covers writes after the failover.
+    tokio::time::sleep(Duration::from_millis((args.load_ms / 2).clamp(200, 1000))).await;
+    let tally = writers.stop().await;
+    let info = Info::read(cluster.client_address(new_active)).await?;
+    anyhow::ensure!(info.text("role") == "master", "node {new_active} served a write but is not the active");
+    let audit = workload::audit(cluster.client_address(new_active), &tally.acknowledged).await?;
+    let first_write_ms = first_write.duration_since(fault).as_millis() as u64;
+    let address_bound = info.text("tandem_service_address_bound") == "1";
+    Ok(Round {
+        round,
+        acknowledged_writes: tally.acknowledged.len() as u64,
+        writes_before_fault,
+        unknown_writes: tally.unknown,
+        lost_acknowledged_writes: audit.lost,
+        detected_ms: info.since("tandem_last_failover_detected_unix_ms", fault_unix_ms),
+        promoted_ms: info.since("tandem_last_failover_promoted_unix_ms", fault_unix_ms),
+        address_moved_ms: address_bound
+            .then(|| info.since("tandem_service_address_bound_unix_ms", fault_unix_ms))
+            .flatten(),
+        first_write_ms,
+        failover_ms: first_write_ms,
+        old_active: active,
+        new_active,
+        epoch: info.number("tandem_epoch"),
+        failovers: info.number("tandem_failovers"),
+        lost_keys: audit.lost_keys,
+    })
+}
+
+async fn wait_first_write(writers: &Writers) -> Option<Instant> {
+    let deadline = Instant::now() + RECOVERY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(first) = writers.ledger().first_write_after_fault() {
+            return Some(first);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
