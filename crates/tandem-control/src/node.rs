@@ -293,6 +293,15 @@ impl ControlNode {
         runtime.elect(!enabled);
     }
 
+    /// Campaigns now instead of waiting for the election timer (a no-op while it leads): the
+    /// active asks for the leadership, and with it the lease, as soon as it can get it. A
+    /// voter still refuses while it heard a leader within its election timeout.
+    pub async fn campaign(&self) {
+        if let Err(error) = self.raft.trigger().elect().await {
+            tracing::warn!(%error, "control plane: cannot start an election");
+        }
+    }
+
     /// Until when this member may act as leader without another leader possibly existing;
     /// `None` if it is not leader or holds no lease at `now`. See `lease.rs` for the argument.
     pub fn lease_valid_until(&self, now: Instant) -> Option<Instant> {

@@ -99,7 +99,7 @@ fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() 
          on_role_change = \"echo $TANDEM_NODE_ID $TANDEM_ROLE $TANDEM_EPOCH $TANDEM_SERVICE_ADDRESS >> {}\"",
         marker.path().display()
     );
-    let mut cluster = Cluster::start_with_control_plane(&extra);
+    let mut cluster = Cluster::start_with_admin(&extra, ["", ""]);
     wait_active(&cluster, 0);
     wait_standby_joined(&cluster);
     let mut through = None;
@@ -136,6 +136,28 @@ fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() 
     assert_eq!(value, "1", "the write made through the address before the failover survived");
     let runs = std::fs::read_to_string(marker.path()).unwrap();
     assert!(runs.contains(&format!("2 active 2 {address}")), "on_role_change ran on promotion: {runs}");
+    let metrics = http_get(cluster.nodes[1].admin_port.expect("an admin port"), "/metrics");
+    for (name, value) in [("tandem_failovers_total", 1.0), ("tandem_role", 1.0), ("tandem_epoch", 2.0)] {
+        assert_eq!(metric(&metrics, name), value, "{name}");
+    }
+    assert_eq!(metric(&metrics, "tandem_service_address_bound"), 1.0);
+    assert!(metric(&metrics, "tandem_last_failover_detected_to_promoted_ms") < 60_000.0);
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let response = tandem::admin::client::request(address, "GET", path, None, Duration::from_secs(10)).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+/// The value of an unlabelled Prometheus series.
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
 }
 
 #[test]
@@ -156,6 +178,11 @@ fn a_transaction_queued_before_the_active_lost_its_lease_is_refused_at_exec() {
     });
     let error = redis::cmd("EXEC").query::<redis::Value>(&mut transaction).expect_err("a fenced node runs no write");
     assert_eq!(error.code(), Some("READONLY"), "{error}");
+    // With the quorum back, the active holds its lease again: the transaction never ran.
+    cluster.witness.as_mut().expect("a witness").start();
+    poll_until(CONVERGE_TIMEOUT, "the active holds its lease again", || {
+        info_field(&mut observer, "tandem_lease_valid") == "1"
+    });
     let exists: i64 = redis::cmd("EXISTS").arg("in-transaction").query(&mut observer).unwrap();
     assert_eq!(exists, 0);
 }

@@ -167,4 +167,11 @@ fn replication_metrics(shared: &Shared) {
         Some(verdict) => verdict as u8 as f64,
     };
     metrics::gauge!("tandem_replication_peer_state").set(peer);
+    let failover = replication.failover_record();
+    metrics::counter!("tandem_failovers_total").absolute(failover.failovers);
+    let duration_ms = failover.promoted_unix_ms.saturating_sub(failover.detected_unix_ms);
+    metrics::gauge!("tandem_last_failover_detected_to_promoted_ms").set(duration_ms as f64);
+    metrics::gauge!("tandem_diverged_records").set(replication.diverged_records() as f64);
+    let bound = replication.service_address.is_bound();
+    metrics::gauge!("tandem_service_address_bound").set(f64::from(u8::from(bound)));
 }

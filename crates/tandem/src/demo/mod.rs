@@ -94,7 +94,7 @@ impl AckMode {
 pub enum Timings {
     /// The built-in heartbeat and detector defaults.
     Default,
-    /// Heartbeat every 20 ms; dead after 100–500 ms of silence.
+    /// Heartbeat every 10 ms; dead after 50–300 ms of silence; control-plane election timeout 30 ms.
     Tight,
 }
 
@@ -114,7 +114,7 @@ impl Timings {
                 limits::DETECTOR_DEAD_MIN_MS_DEFAULT,
                 limits::DETECTOR_DEAD_MAX_MS_DEFAULT,
             ),
-            Timings::Tight => (20, 100, 500),
+            Timings::Tight => (10, 50, 300),
         }
     }
 
@@ -136,7 +136,7 @@ impl Timings {
 
 /// The control plane's election timeout with tight timings: elections, and so promotions,
 /// follow a dead active within about twice this.
-const TIGHT_CONTROL_ELECTION_TIMEOUT_MS: u64 = 60;
+const TIGHT_CONTROL_ELECTION_TIMEOUT_MS: u64 = 30;
 
 /// One round's measurements; phases are ms since the fault, `None` when the node did not
 /// report them.

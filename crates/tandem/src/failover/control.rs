@@ -138,7 +138,8 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         initial_active: NodeId::from(cluster.initial_active),
     };
     let mut shutdown = shared.shutdown.subscribe();
-    let mut retry = Retry::new(heartbeat);
+    let election = Duration::from_millis(cluster.control_election_timeout_ms);
+    let mut retry = Retry::new(heartbeat, (election * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS)));
     // Forming the group needs a quorum: until a second member is up, this keeps retrying.
     loop {
         match control.initialize().await {
@@ -153,6 +154,9 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     retry.succeeded();
     let mut states = control.state_changes();
     let mut stand_aside = StandAside::default();
+    // A campaign is refused while a voter heard a leader within its election timeout: retry
+    // at a steady half of it.
+    let mut campaign = Retry::new(election / 2, election / 2);
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -168,7 +172,16 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         stand_aside.update(&control, should_stand_aside(&state, me, control.is_leader(), verdict));
         track_resync(&shared, &state, members.peer, role, verdict);
         let resync_reached = shared.replication.resync_reached();
-        if let Some(command) = proposal(&state, members, verdict, resync_reached) {
+        let command = proposal(&state, members, verdict, resync_reached);
+        let promoting = matches!(command, Some(ControlCommand::Promote { node, .. }) if node == me);
+        if (role == Role::Active || promoting) && !control.is_leader() && campaign.due() {
+            // The active without the lease (a switchover just committed, a restart), or a
+            // standby taking over a dead active: ask for the leadership (and the lease) at
+            // once rather than wait for the election timer.
+            control.campaign().await;
+            campaign.failed();
+        }
+        if let Some(command) = command {
             if retry.due() {
                 propose(&control, command, &mut retry).await;
             }
@@ -228,13 +241,14 @@ async fn propose(control: &ControlNode, command: ControlCommand, retry: &mut Ret
 /// A bounded exponential backoff between attempts.
 struct Retry {
     first: Duration,
+    most: Duration,
     wait: Duration,
     next_attempt: Instant,
 }
 
 impl Retry {
-    fn new(first: Duration) -> Retry {
-        Retry { first, wait: first, next_attempt: Instant::now() }
+    fn new(first: Duration, most: Duration) -> Retry {
+        Retry { first, most, wait: first, next_attempt: Instant::now() }
     }
 
     fn due(&self) -> bool {
@@ -245,7 +259,7 @@ impl Retry {
     fn failed(&mut self) -> Duration {
         let wait = self.wait;
         self.next_attempt = Instant::now() + wait;
-        self.wait = (self.wait * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS));
+        self.wait = (self.wait * 2).min(self.most);
         wait
     }
 

@@ -211,17 +211,11 @@ async fn hand_over(
     if let Err(reason) = standby_ready(shared, &state, to) {
         return resume(shared, control, &state, format!("switchover to node {to} refused: {reason}"));
     }
-    let standing_aside = StandingAside::begin(control);
-    if !leader_became(control, to, deadline).await {
-        drop(standing_aside);
-        let reason = format!("node {to} did not take the control group's leadership within switchover_timeout_ms");
-        return resume(shared, control, &state, reason);
-    }
-    let led_ms = refused_at.elapsed().as_millis() as u64;
+    // Committed while this node still leads: from then on `to` is the active, campaigns for
+    // the leadership (and the lease) at once, and this node stands aside for it.
     let command =
         ControlCommand::Switchover { from: NodeId::from(me), to: NodeId::from(to), expected_epoch: state.epoch };
     let proposed = control.propose(command).await;
-    drop(standing_aside);
     let epoch = match proposed {
         Ok(ControlResponse::Applied { epoch }) => epoch,
         Ok(ControlResponse::Refused(refusal)) => {
@@ -240,14 +234,13 @@ async fn hand_over(
         }
     };
     let committed_ms = refused_at.elapsed().as_millis() as u64;
-    tracing::info!(to, epoch, drained_ms, led_ms, committed_ms, "switchover: committed");
+    tracing::info!(to, epoch, drained_ms, committed_ms, "switchover: committed");
     let accepted_at = match cluster.member(to).and_then(|member| member.admin) {
         Some(address) => wait_accepting(address, epoch, deadline).await,
         None => None,
     };
     let pause_ms = accepted_at.map(|at| (at - refused_at).as_millis() as u64);
-    let steps =
-        format!("standby caught up after {drained_ms} ms, led after {led_ms} ms, committed after {committed_ms} ms");
+    let steps = format!("standby caught up after {drained_ms} ms, committed after {committed_ms} ms");
     let message = match pause_ms {
         Some(pause_ms) => {
             format!("switched over from node {me} to node {to} in epoch {epoch}: writes paused {pause_ms} ms ({steps})")
@@ -260,31 +253,6 @@ async fn hand_over(
     tracing::info!(to, epoch, write_pause_ms = ?pause_ms, "switchover: done");
     let reply = OperationReply { ok: true, epoch, message, write_pause_ms: pause_ms, active: control.state().active };
     (OK, reply)
-}
-
-/// This member standing aside (no heartbeats, no campaigns) until dropped, so that the
-/// other data member wins the control group's next election.
-struct StandingAside<'a>(&'a ControlNode);
-
-impl<'a> StandingAside<'a> {
-    fn begin(control: &'a ControlNode) -> StandingAside<'a> {
-        control.stand_aside(true);
-        StandingAside(control)
-    }
-}
-
-impl Drop for StandingAside<'_> {
-    fn drop(&mut self) {
-        self.0.stand_aside(false);
-    }
-}
-
-/// Waits until this member knows `to` as the control group's leader; false at `deadline`.
-async fn leader_became(control: &ControlNode, to: u32, deadline: Instant) -> bool {
-    let mut metrics = control.metrics();
-    let elected = metrics.wait_for(|metrics| metrics.current_leader == Some(NodeId::from(to)));
-    let outcome = tokio::time::timeout_at(deadline.into(), elected).await;
-    matches!(outcome, Ok(Ok(_)))
 }
 
 /// Resolves once the standby acknowledged every record of the log (which no longer grows).
