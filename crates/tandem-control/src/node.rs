@@ -283,6 +283,18 @@ impl ControlNode {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.config.node_id)
     }
 
+    /// As the leader: whether `member` holds every entry of this member's control log (it
+    /// could be elected next: a voter refuses a candidate whose log is behind its own).
+    pub fn member_caught_up(&self, member: NodeId) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let Some(replication) = metrics.replication.as_ref() else {
+            return false;
+        };
+        let matched = replication.get(&member).copied().flatten().map(|log_id| log_id.index);
+        matched.is_some() && matched >= metrics.last_log_index
+    }
+
     /// Makes a leader stand aside (stop heartbeats and campaigns) so another data member
     /// elects itself, or ends that (`false`). openraft 0.9 has no leadership transfer; a
     /// leader that stops heartbeating is replaced once the followers' election timers run

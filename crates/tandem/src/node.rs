@@ -251,6 +251,10 @@ async fn expire_keys(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        if shared.replication.lease_lost() {
+            // A fenced active appends nothing: its deletions could be records no successor has.
+            continue;
+        }
         for _ in 0..16 {
             let deleted = shared.db.expire_pass(limits::EXPIRY_KEYS_PER_PASS_MAX);
             shared.metrics.expired_keys.increment(deleted as u64);

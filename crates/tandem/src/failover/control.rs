@@ -60,13 +60,13 @@ pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig
     config
 }
 
-/// The role the control state gives this node. A node *becomes* active only once it knows
-/// the control group's leader: a node that restarts with a stale control log naming it
-/// active (the others moved on without it) must not act on it before it hears the leader,
-/// who brings the current state with the same message. (Until it leads, it holds no lease
-/// either: no write, no address.)
-pub fn role_in(state: &ControlState, me: NodeId, active_now: bool, leader_known: bool) -> Role {
-    if state.active == Some(me) && (active_now || leader_known) {
+/// The role the control state gives this node. A node *becomes* active only once its control
+/// state is known current (`fresh`): it leads, or it applied an entry appended after it
+/// started — which a leader sends only on top of everything committed before it. A node
+/// that restarts with a stale control log naming it active (the others moved on without
+/// it) must not act on it, nor campaign with it, before then.
+pub fn role_in(state: &ControlState, me: NodeId, active_now: bool, fresh: bool) -> Role {
+    if state.active == Some(me) && (active_now || fresh) {
         Role::Active
     } else {
         Role::Standby
@@ -138,6 +138,8 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         initial_active: NodeId::from(cluster.initial_active),
     };
     let mut shutdown = shared.shutdown.subscribe();
+    // What this member's log held at start: an entry beyond it came from a leader since.
+    let start_index = control.metrics().borrow().last_log_index.unwrap_or(0);
     let election = Duration::from_millis(cluster.control_election_timeout_ms);
     let mut retry = Retry::new(heartbeat, (election * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS)));
     // Forming the group needs a quorum: until a second member is up, this keeps retrying.
@@ -157,13 +159,15 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     // A campaign is refused while a voter heard a leader within its election timeout: retry
     // at a steady half of it.
     let mut campaign = Retry::new(election / 2, election / 2);
+    let mut campaign_until: Option<Instant> = None;
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let state = states.borrow_and_update().clone();
         let active_now = shared.replication.role() == Role::Active;
-        let leader_known = control.metrics().borrow().current_leader.is_some();
-        let role = role_in(&state, me, active_now, leader_known);
+        let applied = control.metrics().borrow().last_applied.map_or(0, |log_id| log_id.index);
+        let fresh = applied > start_index || control.is_leader();
+        let role = role_in(&state, me, active_now, fresh);
         shared.replication.follow_control(&shared.db, role, state.epoch);
         let verdict = shared.replication.peer_verdict();
         if role == Role::Standby && state.active == Some(members.peer) {
@@ -171,13 +175,23 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         }
         stand_aside.update(&control, should_stand_aside(&state, me, control.is_leader(), verdict));
         track_resync(&shared, &state, members.peer, role, verdict);
-        let resync_reached = shared.replication.resync_reached();
+        // In sync again only once its control log caught up too: a standby whose control log
+        // is behind the witness's cannot be elected, so it could not take over.
+        let resync_reached = shared.replication.resync_reached() && control.member_caught_up(members.peer);
         let command = proposal(&state, members, verdict, resync_reached);
-        let promoting = matches!(command, Some(ControlCommand::Promote { node, .. }) if node == me);
-        if (role == Role::Active || promoting) && !control.is_leader() && campaign.due() {
-            // The active without the lease (a switchover just committed, a restart), or a
-            // standby taking over a dead active: ask for the leadership (and the lease) at
-            // once rather than wait for the election timer.
+        // Taking over from a dead active (not the first promotion of a new cluster).
+        let promoting =
+            state.active.is_some() && matches!(command, Some(ControlCommand::Promote { node, .. }) if node == me);
+        if !active_now && role == Role::Active && state.epoch > 1 {
+            // Handed the role live (a switchover, a forced promotion): its control log holds
+            // that very entry, so it can win an election once the old leader stood aside.
+            campaign_until = Some(Instant::now() + election * 8);
+        }
+        let handed_over = role == Role::Active && campaign_until.is_some_and(|until| Instant::now() < until);
+        if (handed_over || (promoting && fresh)) && !control.is_leader() && campaign.due() {
+            // Ask for the leadership (and the lease) at once rather than wait for the election
+            // timer. Bounded to these two cases: a candidate whose log is behind cannot win
+            // and only unsettles the leader.
             control.campaign().await;
             campaign.failed();
         }
