@@ -136,6 +136,7 @@ pub struct ClusterFile {
     pub preempt_delay_ms: Option<u64>,
     pub switchover_timeout_ms: Option<u64>,
     pub control_election_timeout_ms: Option<u64>,
+    pub sentinel_master_name: Option<String>,
 }
 
 /// One `[[cluster.members]]` entry's shape.
@@ -149,6 +150,7 @@ pub struct MemberFile {
     pub admin: Option<String>,
     pub control: Option<String>,
     pub priority: Option<u8>,
+    pub sentinel: Option<String>,
 }
 
 /// A validated `[cluster]` section.
@@ -192,6 +194,8 @@ pub struct ClusterConfig {
     /// The control plane's shortest election timeout; its heartbeat, lease and drift
     /// margin follow from it (`failover::control::control_config`).
     pub control_election_timeout_ms: u64,
+    /// The master name the Sentinel-compatible endpoint answers for (`tandem` by default).
+    pub sentinel_master_name: String,
 }
 
 /// The shared cluster secret; `Debug` does not print it.
@@ -235,6 +239,8 @@ pub struct Member {
     pub control: Option<std::net::SocketAddr>,
     /// Preference for the active role (higher wins) when `preempt` is on; data members only.
     pub priority: u8,
+    /// Where its Sentinel-compatible discovery endpoint listens, if any; data members only.
+    pub sentinel: Option<std::net::SocketAddr>,
 }
 
 /// When a write's reply may leave, relative to the standby.
@@ -601,6 +607,7 @@ impl ClusterFile {
             preempt_delay_ms: self.preempt_delay_ms.unwrap_or(limits::PREEMPT_DELAY_MS_DEFAULT),
             switchover_timeout_ms,
             control_election_timeout_ms: control_election_timeout(self.control_election_timeout_ms)?,
+            sentinel_master_name: sentinel_master_name(self.sentinel_master_name)?,
         })
     }
 }
@@ -614,6 +621,17 @@ fn control_election_timeout(value: Option<u64>) -> Result<u64, ConfigError> {
         return Err(invalid("cluster.control_election_timeout_ms", message));
     }
     Ok(value)
+}
+
+/// `sentinel_master_name`: one word clients can pass to `SENTINEL get-master-addr-by-name`.
+fn sentinel_master_name(name: Option<String>) -> Result<String, ConfigError> {
+    let Some(name) = name else {
+        return Ok(crate::sentinel::MASTER_NAME_DEFAULT.to_string());
+    };
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(invalid("cluster.sentinel_master_name", "must be 1 to 64 printable ASCII characters, no spaces"));
+    }
+    Ok(name)
 }
 
 /// A service address: `ip:port` on loopback (the Linux virtual IP form is not built yet).
@@ -757,7 +775,28 @@ impl MemberFile {
             return Err(invalid(field, format!("member {id}: a witness has no priority (it never becomes active)")));
         }
         let priority = self.priority.unwrap_or(limits::MEMBER_PRIORITY_DEFAULT);
-        Ok(Member { id, role, client, peer, admin, control, priority })
+        let sentinel = address("sentinel", self.sentinel)?;
+        if let Some(sentinel) = sentinel {
+            if role == MemberRole::Witness {
+                return Err(invalid(
+                    field,
+                    format!("member {id}: a witness has no sentinel address (it holds no data)"),
+                ));
+            }
+            if sentinel.port() == 0 {
+                return Err(invalid(
+                    field,
+                    format!("member {id}: sentinel address {sentinel} needs a port other than 0"),
+                ));
+            }
+            if [client, Some(peer), admin, control].contains(&Some(sentinel)) {
+                return Err(invalid(
+                    field,
+                    format!("member {id}: sentinel address {sentinel} is used by another of its ports"),
+                ));
+            }
+        }
+        Ok(Member { id, role, client, peer, admin, control, priority, sentinel })
     }
 }
 
@@ -953,5 +992,33 @@ members = [
         let missing = text.replace("secret\"", "absent\"");
         let error = toml::from_str::<FileConfig>(&missing).unwrap().validate().unwrap_err().to_string();
         assert!(error.contains("`cluster.secret_file`"), "{error}");
+    }
+
+    #[test]
+    fn sentinel_addresses_and_master_name_validate() {
+        let plain = toml::from_str::<FileConfig>(CLUSTER).unwrap().validate().unwrap().cluster.unwrap();
+        assert_eq!(plain.sentinel_master_name, "tandem");
+        assert_eq!(plain.this_member().sentinel, None);
+        let with = CLUSTER
+            .replace("peer = \"127.0.0.1:17101\"", "peer = \"127.0.0.1:17101\", sentinel = \"127.0.0.1:26379\"")
+            .replace("node_id = 1", "node_id = 1\nsentinel_master_name = \"mymaster\"");
+        let cluster = toml::from_str::<FileConfig>(&with).unwrap().validate().unwrap().cluster.unwrap();
+        assert_eq!(cluster.this_member().sentinel, Some("127.0.0.1:26379".parse().unwrap()));
+        assert_eq!(cluster.sentinel_master_name, "mymaster");
+        let witness = cluster_error(|text| {
+            text.replace("peer = \"127.0.0.1:17103\"", "peer = \"127.0.0.1:17103\", sentinel = \"127.0.0.1:26381\"")
+        });
+        assert!(witness.contains("`cluster.members`") && witness.contains("no sentinel address"), "{witness}");
+        let reused = cluster_error(|text| {
+            text.replace("peer = \"127.0.0.1:17101\"", "peer = \"127.0.0.1:17101\", sentinel = \"127.0.0.1:7001\"")
+        });
+        assert!(reused.contains("used by another of its ports"), "{reused}");
+        let garbled = cluster_error(|text| {
+            text.replace("peer = \"127.0.0.1:17101\"", "peer = \"127.0.0.1:17101\", sentinel = \"nowhere\"")
+        });
+        assert!(garbled.contains("sentinel `nowhere` is not an ip:port address"), "{garbled}");
+        let name =
+            cluster_error(|text| text.replace("node_id = 1", "node_id = 1\nsentinel_master_name = \"my master\""));
+        assert!(name.contains("`cluster.sentinel_master_name`"), "{name}");
     }
 }

@@ -24,6 +24,8 @@
 //!   `EXEC` as one record, and the durability ticket a reply waits for.
 //! * [`server`] — accept loop, one task per connection, sessions (auth,
 //!   MULTI, pub/sub), client registry, `INFO`/`CONFIG`.
+//! * [`sentinel`] — a Redis-Sentinel-compatible discovery endpoint: the active's
+//!   address from the control state, `+switch-master` on failover.
 //! * [`admin`] — `/metrics`, `/health`, `/status`, `POST /switchover|/promote` over
 //!   HTTP, memory and CPU readings, and the admin HTTP client.
 //! * [`ops`] — `tandem status`, `switchover`, `promote`: the operator's side, over
@@ -53,5 +55,6 @@ pub mod logcheck;
 pub mod node;
 pub mod ops;
 pub mod repl;
+pub mod sentinel;
 pub mod server;
 pub mod store;

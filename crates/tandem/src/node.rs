@@ -84,6 +84,12 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
+    let sentinel_listener = match config.cluster.as_ref().and_then(|cluster| cluster.this_member().sentinel) {
+        Some(addr) => {
+            Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on sentinel address {addr}"))?)
+        }
+        None => None,
+    };
     let control = match &config.cluster {
         Some(cluster) if cluster.has_control_plane() => {
             let control_config = failover::control::control_config(cluster, &config.data_dir);
@@ -149,6 +155,11 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         shared.replication.attach_control(control.clone());
         background.push(tokio::spawn(failover::control::run(shared.clone(), control)));
         background.push(tokio::spawn(failover::switchover::run_preempt(shared.clone())));
+    }
+    if let Some(listener) = sentinel_listener {
+        // After the control plane is attached: the endpoint reports its state.
+        tracing::info!(sentinel = ?listener.local_addr().ok(), "sentinel endpoint up");
+        background.push(tokio::spawn(crate::sentinel::serve(listener, shared.clone())));
     }
 
     let mut stopped = shared.shutdown.subscribe();

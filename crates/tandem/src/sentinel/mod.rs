@@ -1,0 +1,353 @@
+//! A Redis-Sentinel-compatible discovery endpoint on each data node (issue #5): clients
+//! that know Sentinel ask it for the active's address (`SENTINEL
+//! get-master-addr-by-name`) and learn of failovers from `+switch-master` messages.
+//! It answers from the replicated control state; it never decides anything itself.
+//!
+//! * [`commands`] — the replies, pure: a [`commands::View`] in, a frame out.
+//! * this file — the listener, one task per connection, the view of the cluster and
+//!   the task that publishes `+switch-master` whenever the active changes.
+//!
+//! Limits: at most [`CONNECTIONS_MAX`] connections, requests bounded by the client
+//! plane's RESP limits and `client_query_buffer_limit`, at most [`MESSAGES_QUEUED_MAX`]
+//! unread messages per subscriber (a slower one skips messages, as a lagging reader).
+
+pub mod commands;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tandem_resp::{parse_request, Frame, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::config::{ClusterConfig, MemberRole};
+use crate::repl::Role;
+use crate::server::Shared;
+use commands::{DataNode, View};
+
+/// The master name when `cluster.sentinel_master_name` is not given.
+pub const MASTER_NAME_DEFAULT: &str = "tandem";
+/// Most Sentinel connections served at once; more are refused with an error.
+pub const CONNECTIONS_MAX: usize = 1024;
+/// Most `+switch-master` messages queued for one subscriber.
+pub const MESSAGES_QUEUED_MAX: usize = 64;
+/// The channel failovers are announced on.
+const SWITCH_MASTER: &[u8] = b"+switch-master";
+
+/// Serves the Sentinel endpoint until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let (messages, _) = broadcast::channel(MESSAGES_QUEUED_MAX);
+    tokio::spawn(publish_switches(shared.clone(), messages.clone()));
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let mut socket = match accepted {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                tracing::warn!(%error, "sentinel accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+            continue;
+        };
+        let (shared, messages) = (shared.clone(), messages.subscribe());
+        tokio::spawn(async move {
+            if let Err(error) = Connection::new(&shared).run(socket, &shared, messages).await {
+                tracing::debug!(%error, "sentinel connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The cluster as the endpoint reports it now.
+pub fn view(shared: &Shared) -> Option<View> {
+    let cluster = shared.config.cluster.as_ref()?;
+    let data_node = |id: u32| {
+        let member = cluster.member(id).filter(|member| member.role == MemberRole::Data)?;
+        Some(DataNode { id, client: member.client? })
+    };
+    // With a control plane its replicated state names the active; with static roles this
+    // node knows only its own role.
+    let control = shared.replication.control().map(|control| {
+        let has_leader = control.metrics().borrow().current_leader.is_some();
+        (control.state(), has_leader)
+    });
+    let active = match &control {
+        Some((state, _)) => state.active.map(|id| id as u32),
+        None if shared.replication.role() == Role::Active => Some(cluster.node_id),
+        None => Some(cluster.peer_data_member().id),
+    };
+    let active = active.and_then(data_node);
+    let master = active.or_else(|| data_node(cluster.initial_active))?;
+    let replica_id = data_ids(cluster).into_iter().find(|id| *id != master.id)?;
+    let replica_in_sync = match &control {
+        Some((state, _)) => state.in_sync.contains(&u64::from(replica_id)),
+        None => shared.replication.link_up(),
+    };
+    Some(View {
+        master_name: cluster.sentinel_master_name.clone(),
+        active,
+        master,
+        replica: data_node(replica_id)?,
+        replica_in_sync,
+        other_sentinels: cluster
+            .members
+            .iter()
+            .filter(|member| member.id != cluster.node_id)
+            .filter_map(|member| member.sentinel)
+            .collect(),
+        has_leader: control.as_ref().is_some_and(|(_, has_leader)| *has_leader),
+        epoch: control.as_ref().map_or_else(|| shared.db.epoch(), |(state, _)| state.epoch),
+    })
+}
+
+fn data_ids(cluster: &ClusterConfig) -> Vec<u32> {
+    cluster.members.iter().filter(|member| member.role == MemberRole::Data).map(|member| member.id).collect()
+}
+
+/// Publishes `+switch-master` each time the active becomes a data node other than the
+/// last one seen (an interval with no active in between is bridged: old → new).
+async fn publish_switches(shared: Arc<Shared>, messages: broadcast::Sender<Bytes>) {
+    let mut roles = shared.replication.role_events();
+    let mut states = shared.replication.control().map(|control| control.state_changes());
+    let mut last = view(&shared).and_then(|view| view.active);
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let changed = async {
+            match states.as_mut() {
+                Some(states) => states.changed().await.is_ok(),
+                None => roles.changed().await.is_ok(),
+            }
+        };
+        // Stops on shutdown too: this task holds `shared`, which the node takes back to close the log.
+        let stopped = tokio::select! {
+            changed = changed => !changed,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        if stopped {
+            return;
+        }
+        let Some(view) = view(&shared) else { return };
+        let Some(active) = view.active else { continue };
+        if let Some(old) = last.filter(|old| *old != active) {
+            tracing::info!(old = %old.client, new = %active.client, "sentinel: +switch-master");
+            let _ = messages.send(commands::switch_master(&view.master_name, old.client, active.client));
+        }
+        last = Some(active);
+    }
+}
+
+/// One Sentinel client: protocol version and subscriptions.
+struct Connection {
+    protocol: Protocol,
+    channels: HashSet<Bytes>,
+    patterns: HashSet<Bytes>,
+    limits: tandem_resp::Limits,
+    query_buffer_max: usize,
+}
+
+/// What a request asks of the connection beyond its reply.
+enum After {
+    Continue,
+    Close,
+}
+
+impl Connection {
+    fn new(shared: &Shared) -> Connection {
+        Connection {
+            protocol: Protocol::Resp2,
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            limits: shared.config.resp_limits(),
+            query_buffer_max: shared.config.client_query_buffer_limit as usize,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut socket: TcpStream,
+        shared: &Shared,
+        mut messages: broadcast::Receiver<Bytes>,
+    ) -> std::io::Result<()> {
+        let _ = socket.set_nodelay(true);
+        let mut input = BytesMut::with_capacity(4096);
+        let mut output = BytesMut::new();
+        let mut shutdown = shared.shutdown.subscribe();
+        loop {
+            let mut close = false;
+            loop {
+                match parse_request(&mut input, &self.limits) {
+                    Ok(Some(args)) if args.is_empty() => continue,
+                    Ok(Some(args)) => {
+                        if let After::Close = self.handle(shared, &args, &mut output) {
+                            close = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        Frame::error(format!("ERR Protocol error: {error}")).encode(self.protocol, &mut output);
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            if !output.is_empty() {
+                // A client that does not read must not hold up shutdown (it holds `shared`).
+                tokio::select! {
+                    written = socket.write_all(&output) => written?,
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                }
+                output.clear();
+            }
+            if close || input.len() > self.query_buffer_max {
+                return Ok(());
+            }
+            tokio::select! {
+                read = socket.read_buf(&mut input) => if read? == 0 { return Ok(()) },
+                message = messages.recv() => match message {
+                    Ok(message) => self.deliver(&message, &mut output),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs one request, appending its reply to `out`.
+    fn handle(&mut self, shared: &Shared, args: &[Bytes], out: &mut BytesMut) -> After {
+        let name = args[0].to_ascii_lowercase();
+        let reply = match name.as_slice() {
+            b"ping" => self.ping(args),
+            b"quit" => {
+                Frame::ok().encode(self.protocol, out);
+                return After::Close;
+            }
+            b"hello" => self.hello(args),
+            b"client" => client(args),
+            b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => {
+                self.subscriptions(&name, &args[1..], out);
+                return After::Continue;
+            }
+            b"role" | b"sentinel" => match view(shared) {
+                Some(view) if name == b"role" => commands::role(&view),
+                Some(view) => commands::sentinel(&view, &args[1..]),
+                None => Frame::error("ERR this node is not in a cluster"),
+            },
+            _ => commands::unknown(&args[0], &args[1..]),
+        };
+        reply.encode(self.protocol, out);
+        After::Continue
+    }
+
+    fn is_subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
+
+    fn ping(&self, args: &[Bytes]) -> Frame {
+        if self.protocol == Protocol::Resp2 && self.is_subscribed() {
+            let message = args.get(1).cloned().unwrap_or_default();
+            return Frame::Array(vec![Frame::bulk(Bytes::from_static(b"pong")), Frame::Bulk(message)]);
+        }
+        match args.get(1) {
+            Some(message) => Frame::Bulk(message.clone()),
+            None => Frame::simple("PONG"),
+        }
+    }
+
+    /// `HELLO [2|3]`: switches the protocol; no AUTH or SETNAME options.
+    fn hello(&mut self, args: &[Bytes]) -> Frame {
+        if let Some(version) = args.get(1) {
+            self.protocol = match version.as_ref() {
+                b"2" => Protocol::Resp2,
+                b"3" => Protocol::Resp3,
+                _ => return Frame::error("NOPROTO unsupported protocol version"),
+            };
+        }
+        let proto = if self.protocol == Protocol::Resp3 { 3 } else { 2 };
+        let pair = |key: &'static str, value: Frame| (Frame::bulk(Bytes::from_static(key.as_bytes())), value);
+        Frame::Map(vec![
+            pair("server", Frame::bulk(Bytes::from_static(b"redis"))),
+            pair("version", Frame::bulk(Bytes::from_static(crate::server::info::REDIS_VERSION.as_bytes()))),
+            pair("proto", Frame::Integer(proto)),
+            pair("mode", Frame::bulk(Bytes::from_static(b"sentinel"))),
+            pair("role", Frame::bulk(Bytes::from_static(b"sentinel"))),
+            pair("modules", Frame::Array(Vec::new())),
+        ])
+    }
+
+    fn subscriptions(&mut self, name: &[u8], names: &[Bytes], out: &mut BytesMut) {
+        let patterns = name.starts_with(b"p");
+        let word = Bytes::copy_from_slice(name);
+        let subscribing = !name.ends_with(b"unsubscribe");
+        let set = if patterns { &mut self.patterns } else { &mut self.channels };
+        let targets: Vec<Bytes> =
+            if names.is_empty() && !subscribing { set.iter().cloned().collect() } else { names.to_vec() };
+        if targets.is_empty() {
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            let reply = if subscribing {
+                Frame::error(format!("ERR wrong number of arguments for '{}' command", String::from_utf8_lossy(name)))
+            } else {
+                Frame::Push(vec![Frame::Bulk(word), Frame::Null, Frame::Integer(count)])
+            };
+            reply.encode(self.protocol, out);
+            return;
+        }
+        for target in targets {
+            let set = if patterns { &mut self.patterns } else { &mut self.channels };
+            if subscribing {
+                set.insert(target.clone());
+            } else {
+                set.remove(&target);
+            }
+            let count = (self.channels.len() + self.patterns.len()) as i64;
+            Frame::Push(vec![Frame::Bulk(word.clone()), Frame::Bulk(target), Frame::Integer(count)])
+                .encode(self.protocol, out);
+        }
+    }
+
+    /// Sends a `+switch-master` message to each matching subscription.
+    fn deliver(&self, message: &Bytes, out: &mut BytesMut) {
+        let channel = Bytes::from_static(SWITCH_MASTER);
+        if self.channels.contains(&channel) {
+            Frame::Push(vec![
+                Frame::bulk(Bytes::from_static(b"message")),
+                Frame::Bulk(channel.clone()),
+                Frame::Bulk(message.clone()),
+            ])
+            .encode(self.protocol, out);
+        }
+        for pattern in &self.patterns {
+            if crate::store::glob::matches(pattern, SWITCH_MASTER) {
+                Frame::Push(vec![
+                    Frame::bulk(Bytes::from_static(b"pmessage")),
+                    Frame::Bulk(pattern.clone()),
+                    Frame::Bulk(channel.clone()),
+                    Frame::Bulk(message.clone()),
+                ])
+                .encode(self.protocol, out);
+            }
+        }
+    }
+}
+
+/// `CLIENT SETNAME|SETINFO` (accepted, ignored) and `CLIENT GETNAME` (none).
+fn client(args: &[Bytes]) -> Frame {
+    let subcommand = args.get(1).map(|word| word.to_ascii_lowercase()).unwrap_or_default();
+    match subcommand.as_slice() {
+        b"setname" | b"setinfo" => Frame::ok(),
+        b"getname" => Frame::Null,
+        _ => Frame::error("ERR unknown subcommand or wrong number of arguments for 'CLIENT'"),
+    }
+}
