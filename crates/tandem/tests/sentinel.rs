@@ -192,3 +192,27 @@ fn redis_py_sentinel_finds_the_active_when_installed() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.contains("ok"), "{stdout}{stderr}");
 }
+
+#[test]
+fn sentinel_failover_is_a_planned_switchover_even_when_asked_of_the_standby() {
+    let (cluster, sentinels) = cluster_with_sentinels("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let (first, second) = (cluster.nodes[0].port, cluster.nodes[1].port);
+    poll_until(CONVERGE_TIMEOUT, "the endpoint names node 1", || {
+        master_addr(sentinels[1]) == Some(("127.0.0.1".into(), first))
+    });
+    let mut standby_sentinel = sentinel_connection(sentinels[1]);
+    let unknown = redis::cmd("SENTINEL").arg("FAILOVER").arg("other").query::<String>(&mut standby_sentinel);
+    assert!(unknown.unwrap_err().to_string().contains("No such master"));
+    // Asked of node 2's endpoint: forwarded to the active, which hands the role over.
+    let _ = standby_sentinel.set_read_timeout(Some(CONVERGE_TIMEOUT));
+    let reply: String = redis::cmd("SENTINEL").arg("FAILOVER").arg("tandem").query(&mut standby_sentinel).unwrap();
+    assert_eq!(reply, "OK");
+    for port in sentinels {
+        poll_until(CONVERGE_TIMEOUT, "the endpoints name node 2", || {
+            master_addr(port) == Some(("127.0.0.1".into(), second))
+        });
+    }
+    wait_active(&cluster, 1);
+}

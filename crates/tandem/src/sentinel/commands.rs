@@ -83,7 +83,8 @@ pub fn unknown(name: &Bytes, args: &[Bytes]) -> Frame {
     Frame::from(unknown_command(name, args))
 }
 
-fn is_ours(view: &View, name: &[u8]) -> bool {
+/// Whether `name` is the master name this cluster answers to.
+pub fn is_ours(view: &View, name: &[u8]) -> bool {
     name == view.master_name.as_bytes()
 }
 

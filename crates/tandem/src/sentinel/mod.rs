@@ -160,6 +160,8 @@ struct Connection {
 enum After {
     Continue,
     Close,
+    /// `SENTINEL FAILOVER`: run a planned switchover, then reply.
+    Failover,
 }
 
 impl Connection {
@@ -176,7 +178,7 @@ impl Connection {
     async fn run(
         mut self,
         mut socket: TcpStream,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         mut messages: broadcast::Receiver<Bytes>,
     ) -> std::io::Result<()> {
         let _ = socket.set_nodelay(true);
@@ -188,12 +190,14 @@ impl Connection {
             loop {
                 match parse_request(&mut input, &self.limits) {
                     Ok(Some(args)) if args.is_empty() => continue,
-                    Ok(Some(args)) => {
-                        if let After::Close = self.handle(shared, &args, &mut output) {
+                    Ok(Some(args)) => match self.handle(shared, &args, &mut output) {
+                        After::Continue => {}
+                        After::Close => {
                             close = true;
                             break;
                         }
-                    }
+                        After::Failover => failover(shared).await.encode(self.protocol, &mut output),
+                    },
                     Ok(None) => break,
                     Err(error) => {
                         Frame::error(format!("ERR Protocol error: {error}")).encode(self.protocol, &mut output);
@@ -240,6 +244,12 @@ impl Connection {
                 self.subscriptions(&name, &args[1..], out);
                 return After::Continue;
             }
+            b"sentinel" if args.get(1).is_some_and(|sub| sub.eq_ignore_ascii_case(b"failover")) => match view(shared) {
+                Some(view) if args.len() == 3 && commands::is_ours(&view, &args[2]) => return After::Failover,
+                Some(_) if args.len() == 3 => Frame::error("ERR No such master with that name"),
+                Some(_) => Frame::error("ERR wrong number of arguments for 'sentinel|failover' command"),
+                None => Frame::error("ERR this node is not in a cluster"),
+            },
             b"role" | b"sentinel" => match view(shared) {
                 Some(view) if name == b"role" => commands::role(&view),
                 Some(view) => commands::sentinel(&view, &args[1..]),
@@ -343,6 +353,19 @@ impl Connection {
 }
 
 /// `CLIENT SETNAME|SETINFO` (accepted, ignored) and `CLIENT GETNAME` (none).
+/// `SENTINEL FAILOVER <name>`: a planned switchover to the standby (no acknowledged write
+/// lost; a standby forwards it to the active). `+OK` once the standby is the active, or
+/// Sentinel's `-NOGOODSLAVE` with the reason when it was refused.
+async fn failover(shared: &Arc<Shared>) -> Frame {
+    let request = crate::failover::switchover::SwitchoverRequest { to: None, forwarded: false };
+    let (status, reply) = crate::failover::switchover::switchover(shared, request).await;
+    match (reply.ok, status) {
+        (true, _) => Frame::ok(),
+        (false, 409) => Frame::error(format!("NOGOODSLAVE {}", reply.message)),
+        (false, _) => Frame::error(format!("ERR {}", reply.message)),
+    }
+}
+
 fn client(args: &[Bytes]) -> Frame {
     let subcommand = args.get(1).map(|word| word.to_ascii_lowercase()).unwrap_or_default();
     match subcommand.as_slice() {
