@@ -216,3 +216,35 @@ fn sentinel_failover_is_a_planned_switchover_even_when_asked_of_the_standby() {
     }
     wait_active(&cluster, 1);
 }
+
+#[test]
+fn with_requirepass_the_endpoint_answers_only_after_auth() {
+    let (mut cluster, sentinels) = cluster_with_sentinels("ack_mode = \"async\"");
+    for node in &mut cluster.nodes {
+        node.kill9();
+        let path = node.node_config_path().to_path_buf();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("requirepass = \"s3cret\"\n{text}")).unwrap();
+    }
+    for node in &mut cluster.nodes {
+        node.spawn();
+    }
+    let port = sentinels[0];
+    poll_until(CONVERGE_TIMEOUT, "the endpoint answers", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let mut connection = sentinel_connection(port);
+    let refused = redis::cmd("SENTINEL").arg("masters").query::<redis::Value>(&mut connection).unwrap_err();
+    assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+    let wrong = redis::cmd("AUTH").arg("nope").query::<String>(&mut connection).unwrap_err();
+    assert_eq!(wrong.code(), Some("WRONGPASS"), "{wrong}");
+    let failover = redis::cmd("SENTINEL").arg("failover").arg("tandem").query::<String>(&mut connection).unwrap_err();
+    assert_eq!(failover.code(), Some("NOAUTH"), "no switchover without the password");
+    let ok: String = redis::cmd("AUTH").arg("s3cret").query(&mut connection).unwrap();
+    assert_eq!(ok, "OK");
+    let pong: String = redis::cmd("PING").query(&mut connection).unwrap();
+    assert_eq!(pong, "PONG");
+    // redis-rs authenticates to the endpoint with the password in its URL.
+    let client = redis::Client::open(format!("redis://:s3cret@127.0.0.1:{}/", sentinels[1])).unwrap();
+    let mut authenticated = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut authenticated).unwrap();
+    assert_eq!(redis::from_redis_value::<String>(&role[0]).unwrap(), "sentinel");
+}

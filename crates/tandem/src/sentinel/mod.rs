@@ -154,6 +154,9 @@ struct Connection {
     patterns: HashSet<Bytes>,
     limits: tandem_resp::Limits,
     query_buffer_max: usize,
+    /// False until `AUTH` (or `HELLO … AUTH`) when the node has `requirepass`: the endpoint
+    /// tells where the active is and runs `SENTINEL failover`.
+    authenticated: bool,
 }
 
 /// What a request asks of the connection beyond its reply.
@@ -172,6 +175,7 @@ impl Connection {
             patterns: HashSet::new(),
             limits: shared.config.resp_limits(),
             query_buffer_max: shared.config.client_query_buffer_limit as usize,
+            authenticated: shared.config.requirepass.is_none(),
         }
     }
 
@@ -232,13 +236,18 @@ impl Connection {
     /// Runs one request, appending its reply to `out`.
     fn handle(&mut self, shared: &Shared, args: &[Bytes], out: &mut BytesMut) -> After {
         let name = args[0].to_ascii_lowercase();
+        if !self.authenticated && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit") {
+            Frame::error("NOAUTH Authentication required.").encode(self.protocol, out);
+            return After::Continue;
+        }
         let reply = match name.as_slice() {
+            b"auth" => self.auth(shared, &args[1..]),
             b"ping" => self.ping(args),
             b"quit" => {
                 Frame::ok().encode(self.protocol, out);
                 return After::Close;
             }
-            b"hello" => self.hello(args),
+            b"hello" => self.hello(shared, args),
             b"client" => client(args),
             b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => {
                 self.subscriptions(&name, &args[1..], out);
@@ -277,14 +286,68 @@ impl Connection {
     }
 
     /// `HELLO [2|3]`: switches the protocol; no AUTH or SETNAME options.
-    fn hello(&mut self, args: &[Bytes]) -> Frame {
-        if let Some(version) = args.get(1) {
-            self.protocol = match version.as_ref() {
-                b"2" => Protocol::Resp2,
-                b"3" => Protocol::Resp3,
-                _ => return Frame::error("NOPROTO unsupported protocol version"),
-            };
+    /// `AUTH [username] password`, as the data port answers it.
+    fn auth(&mut self, shared: &Shared, args: &[Bytes]) -> Frame {
+        let (user, password) = match args {
+            [password] => (&b"default"[..], password),
+            [user, password] => (&user[..], password),
+            _ => return Frame::error("ERR wrong number of arguments for 'auth' command"),
+        };
+        if args.len() == 1 && shared.config.requirepass.is_none() {
+            return Frame::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure \
+                 your configuration is correct?",
+            );
         }
+        self.check_password(shared, user, password)
+    }
+
+    fn check_password(&mut self, shared: &Shared, user: &[u8], password: &[u8]) -> Frame {
+        let matches = match &shared.config.requirepass {
+            None => true,
+            Some(expected) => crate::server::session::constant_time_eq(expected.as_bytes(), password),
+        };
+        if user == b"default" && matches {
+            self.authenticated = true;
+            Frame::ok()
+        } else {
+            Frame::error("WRONGPASS invalid username-password pair or user is disabled.")
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME name]]`
+    fn hello(&mut self, shared: &Shared, args: &[Bytes]) -> Frame {
+        let protocol = match args.get(1).map(|version| version.as_ref()) {
+            None => self.protocol,
+            Some(b"2") => Protocol::Resp2,
+            Some(b"3") => Protocol::Resp3,
+            Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
+        };
+        let mut options = args.iter().skip(2);
+        while let Some(option) = options.next() {
+            if option.eq_ignore_ascii_case(b"auth") {
+                let (Some(user), Some(password)) = (options.next(), options.next()) else {
+                    return Frame::error("ERR Syntax error in HELLO option 'auth'");
+                };
+                if let error @ Frame::Error(_) = self.check_password(shared, user, password) {
+                    return error;
+                }
+            } else if option.eq_ignore_ascii_case(b"setname") {
+                if options.next().is_none() {
+                    return Frame::error("ERR Syntax error in HELLO option 'setname'");
+                }
+            } else {
+                return Frame::error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(option)));
+            }
+        }
+        if !self.authenticated {
+            return Frame::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH \
+                 <user> <pass> option can be used to authenticate the client and select the RESP protocol version at \
+                 the same time",
+            );
+        }
+        self.protocol = protocol;
         let proto = if self.protocol == Protocol::Resp3 { 3 } else { 2 };
         let pair = |key: &'static str, value: Frame| (Frame::bulk(Bytes::from_static(key.as_bytes())), value);
         Frame::Map(vec![

@@ -711,7 +711,8 @@ fn time() -> Frame {
     ])
 }
 
-fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
+/// Compares a password without leaking where it differs through timing.
+pub(crate) fn constant_time_eq(expected: &[u8], given: &[u8]) -> bool {
     let mut difference = expected.len() ^ given.len();
     for (index, byte) in given.iter().enumerate() {
         difference |= (expected.get(index % expected.len().max(1)).copied().unwrap_or(0) ^ byte) as usize;
