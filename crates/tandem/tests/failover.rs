@@ -5,7 +5,9 @@
 //! role, and the loss of the witness alone changes nothing.
 
 mod cluster_support;
+mod prometheus;
 
+use prometheus::metric;
 use std::time::Duration;
 
 use cluster_support::{
@@ -149,15 +151,6 @@ fn http_get(port: u16, path: &str) -> String {
     let response = tandem::admin::client::request(address, "GET", path, None, Duration::from_secs(10)).unwrap();
     assert_eq!(response.status, 200, "{}", response.body);
     response.body
-}
-
-/// The value of an unlabelled Prometheus series.
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
 }
 
 #[test]

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use cluster_support::{
-    cluster_config, digest, info, lost_writes, poll_until, role, test_seed, wait_active, wait_standby_joined, Cluster,
-    Node, Writers, CONVERGE_TIMEOUT,
+    cluster_config, connect_as, digest, info, lost_writes, poll_until, role, runtime, test_seed, wait_active,
+    wait_standby_joined, Cluster, Node, Writers, CONVERGE_TIMEOUT,
 };
 use history::{History, Operation, Outcome};
 use rand::rngs::StdRng;
@@ -597,10 +597,6 @@ fn an_active_without_quorum_answers_reads_or_refuses_them_cleanly() {
 // on both data nodes, the `tandem_rejected_peers` counter, a stale epoch mid-session under
 // the control plane, and garbage on every member's control-plane port.
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
 /// Sends `bytes`, half-closes, and waits until the node closes the connection.
 fn send_and_wait_for_close(addr: SocketAddr, bytes: &[u8]) {
     let mut socket = TcpStream::connect(addr).unwrap();
@@ -660,17 +656,6 @@ fn garbage_on_the_replication_ports_is_refused_counted_and_logged_and_the_pair_k
     let mut active = cluster.nodes[0].connection();
     let _: () = redis::cmd("SET").arg("after-garbage").arg(1).query(&mut active).unwrap();
     cluster.wait_converged();
-}
-
-/// Connects to `addr` as node 2 with `config`; returns the handshake outcome and the open socket.
-async fn connect_as(
-    addr: SocketAddr,
-    config: &tandem::config::ClusterConfig,
-) -> (Result<(), String>, tokio::net::TcpStream, PeerReader) {
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut reader = PeerReader::new(1 << 20);
-    let outcome = handshake::connect(&mut socket, &mut reader, config, 1).await.map_err(|error| error.to_string());
-    (outcome, socket, reader)
 }
 
 #[test]

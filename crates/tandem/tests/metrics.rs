@@ -2,7 +2,9 @@
 //! series, and `/health` answers.
 
 mod common;
+mod prometheus;
 
+use prometheus::metric;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -16,14 +18,6 @@ fn http_get(port: u16, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the HTTP response");
     response
-}
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
 }
 
 #[test]

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use cluster_support::{
-    cluster_config, digest, info_field, lost_writes, poll_until, Cluster, Writers, CONVERGE_TIMEOUT,
+    cluster_config, connect_as, digest, info_field, lost_writes, poll_until, runtime, Cluster, Writers,
+    CONVERGE_TIMEOUT,
 };
-use tandem::repl::handshake;
-use tandem::repl::wire::{self, Message, PeerReader};
+use tandem::repl::wire::{self, Message};
 
 fn error_text(result: redis::RedisResult<redis::Value>) -> String {
     let error = result.expect_err("an error reply");
@@ -181,21 +181,6 @@ fn flat(value: &redis::Value) -> String {
         redis::Value::Int(number) => number.to_string(),
         other => format!("{other:?}"),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-/// Connects to `addr` as node 2 with `config`; returns the handshake outcome and the open socket.
-async fn connect_as(
-    addr: std::net::SocketAddr,
-    config: &tandem::config::ClusterConfig,
-) -> (Result<(), String>, tokio::net::TcpStream, PeerReader) {
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut reader = PeerReader::new(1 << 20);
-    let outcome = handshake::connect(&mut socket, &mut reader, config, 1).await.map_err(|error| error.to_string());
-    (outcome, socket, reader)
 }
 
 #[test]

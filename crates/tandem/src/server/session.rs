@@ -59,19 +59,18 @@ pub struct Flow {
 /// an active without a valid control-plane lease (fenced) refuses writes with `-READONLY` as
 /// well, so that clients treat it like a demoted master and look for the active again.
 fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> {
-    if spec.is_write() && shared.replication.lease_lost() {
-        return Some(CommandError::Other(
-            "READONLY this node holds no control-plane lease (fenced): it may no longer be the active; retry".into(),
-        ));
-    }
-    if matches!(spec.handler, Handler::Data(_)) && shared.replication.lease_lost() {
-        // Its data may hold writes no standby has (never acknowledged) or miss a successor's:
-        // a read would wait for a replication that cannot be confirmed, or mislead.
-        return Some(CommandError::Other(
-            "READONLY this node holds no control-plane lease (fenced): it cannot vouch for its data; read from \
-             the active"
-                .into(),
-        ));
+    let reads_data = matches!(spec.handler, Handler::Data(_));
+    // One lease check per command (it reads the control plane's metrics).
+    if (spec.is_write() || reads_data) && shared.replication.lease_lost() {
+        let message = if spec.is_write() {
+            "READONLY this node holds no control-plane lease (fenced): it may no longer be the active; retry"
+        } else {
+            // Its data may hold writes no standby has (never acknowledged) or miss a
+            // successor's: a read would wait for a replication that cannot be confirmed, or mislead.
+            "READONLY this node holds no control-plane lease (fenced): it cannot vouch for its data; read from the \
+             active"
+        };
+        return Some(CommandError::Other(message.into()));
     }
     if !shared.replication.refuses_writes() {
         return None;
@@ -79,7 +78,7 @@ fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> 
     if spec.is_write() {
         return Some(CommandError::ReadOnly);
     }
-    if matches!(spec.handler, Handler::Data(_)) && shared.replication.refuses_reads() {
+    if reads_data && shared.replication.refuses_reads() {
         return Some(CommandError::Other(
             "READONLY this standby does not serve reads (replica_read = false); read from the active".into(),
         ));

@@ -589,3 +589,20 @@ pub fn lost_writes(connection: &mut redis::Connection, acknowledged: &BTreeMap<S
         .map(|(key, _)| key.clone())
         .collect()
 }
+
+/// A single-threaded runtime for tests that speak the peer protocol themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Connects to `addr` as node 2 with `config`; returns the handshake outcome and the open socket.
+pub async fn connect_as(
+    addr: SocketAddr,
+    config: &tandem::config::ClusterConfig,
+) -> (Result<(), String>, tokio::net::TcpStream, tandem::repl::wire::PeerReader) {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut reader = tandem::repl::wire::PeerReader::new(1 << 20);
+    let outcome =
+        tandem::repl::handshake::connect(&mut socket, &mut reader, config, 1).await.map_err(|error| error.to_string());
+    (outcome, socket, reader)
+}
