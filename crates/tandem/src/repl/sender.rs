@@ -229,8 +229,8 @@ impl Session<'_> {
                     .await);
             }
             if theirs > epoch {
-                // HOOK (control plane): a peer at a higher epoch means this node was replaced;
-                // it must stop accepting writes and step down.
+                // This node was replaced: its lease already keeps it from writing, and the
+                // control state it follows demotes it.
                 tracing::error!(theirs, ours = epoch, "the standby reports a higher epoch: this active is stale");
                 return Err(self.reject(format!("epoch {theirs} is ahead of this node's {epoch}")).await);
             }

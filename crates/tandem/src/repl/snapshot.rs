@@ -140,7 +140,7 @@ pub async fn receive(
     drop(file);
     let path = received_path(&shared.config.data_dir);
     let node = shared.replication.cluster.as_ref().map_or(0, |cluster| cluster.node_id);
-    let verified = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+    tokio::task::spawn_blocking(move || -> Result<u64, String> {
         let mut bar = cli::ProgressBar::new("verifying the snapshot", bytes);
         let (header, _) = cli::verify_file(&temporary, &mut bar).map_err(|error| error.to_string())?;
         if header.node != node || header.log_index != log_index || header.kind != Kind::Full {
@@ -156,6 +156,5 @@ pub async fn receive(
         Ok(header.log_index)
     })
     .await
-    .map_err(|error| format!("verifying the snapshot failed: {error}"))?;
-    verified
+    .map_err(|error| format!("verifying the snapshot failed: {error}"))?
 }
