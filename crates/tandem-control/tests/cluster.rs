@@ -17,6 +17,7 @@ use tandem_control::storage::LogStore;
 use tandem_control::{
     ControlCommand, ControlConfig, ControlNode, ControlResponse, ControlState, MemberConfig, MemberRole, NodeId,
 };
+use tandem_testkit::ports::free_addresses;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -32,11 +33,6 @@ struct Cluster {
     _directory: tempfile::TempDir,
     configs: BTreeMap<NodeId, ControlConfig>,
     nodes: BTreeMap<NodeId, ControlNode>,
-}
-
-fn free_addresses(count: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|listener| listener.local_addr().unwrap()).collect()
 }
 
 fn init_logging() {

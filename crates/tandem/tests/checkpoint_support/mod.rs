@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tandem_testkit::ports::free_port;
 
 use bytes::Bytes;
 use tandem::checkpoint::policy::Schedule;
@@ -104,10 +104,6 @@ pub struct Process {
     pub port: u16,
     pub data_dir: PathBuf,
     pub stderr: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Process {

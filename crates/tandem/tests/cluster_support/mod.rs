@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,23 +25,7 @@ pub const SECRET: &str = "test-cluster-secret-0123456789";
 /// The cluster id of the test clusters.
 pub const CLUSTER_ID: &str = "tandem-test";
 
-/// Ports the tests pick from: below Linux's ephemeral range (32768–60999), so that an
-/// outgoing connection of a node under test never takes a port picked for another node
-/// before that node binds it (which `bind(":0")` ports could).
-const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
-
-fn free_port() -> u16 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let span = TEST_PORTS.end - TEST_PORTS.start;
-    for _ in 0..span {
-        let offset = (std::process::id().wrapping_mul(97) + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let port = (TEST_PORTS.start + offset) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {TEST_PORTS:?}");
-}
+pub use tandem_testkit::ports::free_port;
 
 /// One data node process.
 pub struct Node {

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -38,11 +38,7 @@ pub fn tandem_command() -> Command {
     command
 }
 
-/// A loopback port that was free a moment ago (bind port 0, read it, drop).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
+pub use tandem_testkit::ports::free_port;
 
 /// A running `tandem server` child process with its own data directory.
 pub struct TestServer {

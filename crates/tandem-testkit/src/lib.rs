@@ -1,0 +1,3 @@
+//! Helpers shared by the test suites of every tandem crate.
+
+pub mod ports;
