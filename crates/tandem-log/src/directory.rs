@@ -120,16 +120,17 @@ pub(crate) fn create_segment(
     Ok((file, path))
 }
 
-/// An exclusive `flock` on the directory's LOCK file, released when dropped.
+/// An exclusive `flock` on the directory's LOCK file, released when dropped: one process
+/// at a time in a log directory (or in any directory that uses it, such as an archive).
 #[derive(Debug)]
-pub(crate) struct DirectoryLock {
+pub struct DirectoryLock {
     // Holding the open file holds the lock.
     _file: File,
 }
 
 impl DirectoryLock {
     /// Takes the lock without waiting; `LogError::Locked` if someone holds it.
-    pub(crate) fn acquire(dir: &Path) -> Result<DirectoryLock, LogError> {
+    pub fn acquire(dir: &Path) -> Result<DirectoryLock, LogError> {
         let path = dir.join(LOCK_FILE_NAME);
         let file = OpenOptions::new()
             .read(true)

@@ -47,6 +47,7 @@ mod writer;
 #[cfg(test)]
 mod writer_tests;
 
+pub use directory::DirectoryLock;
 pub use error::{Corruption, LogError};
 pub use maintenance::{
     check, remove_all_segments, remove_segments_before, repair, truncate_after, CheckReport, Problem, ProblemKind,

@@ -12,14 +12,16 @@
 //!   group commit, replay, check and repair.
 //! * [`checkpoint`] — policy, cut, file format, restore: the keyspace saved
 //!   at several intervals so a restart loads it plus the log tail.
+//! * [`archive`] — shipping closed records and checkpoints to stable storage
+//!   (a manifest written last), `archive verify`, and `restore --from` an archive.
 //! * [`repl`] — the replication plane: the active streams log records to the
 //!   hot standby (same indexes), replies wait per ack mode; handshake, wire;
 //!   rejoin after divergence and catch-up from a snapshot.
 //! * [`failover`] — the failure detector (pure: heartbeats and `now` in,
 //!   alive/suspect/dead out) and the control-plane driver: roles and epoch
 //!   from the replicated control state, promotion, lease fencing, in-sync
-//!   tracking, the service address, role-change reactions, switchover, the
-//!   witness.
+//!   tracking, the service address (loopback, or the Linux virtual IP with
+//!   gratuitous ARP), role-change reactions, switchover, the witness.
 //! * [`db`] — the keyspace lock and the log together: execute a command or an
 //!   `EXEC` as one record, and the durability ticket a reply waits for.
 //! * [`server`] — accept loop, one task per connection, sessions (auth,
@@ -43,6 +45,7 @@
 //! the ack mode promises (`sync`: the standby persisted it too).
 
 pub mod admin;
+pub mod archive;
 pub mod checkpoint;
 pub mod client;
 pub mod cmd;

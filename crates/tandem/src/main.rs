@@ -1,5 +1,5 @@
 //! The `tandem` command: `server`, `witness`, `status`, `switchover`, `promote`, `log check`,
-//! `checkpoint …`, `demo`.
+//! `checkpoint …`, `archive verify`, `restore --from`, `demo`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,12 @@ enum Command {
     /// List, inspect, verify or restore the checkpoints of a data directory.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Check an archive written by a node's `[archive]` shipper.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+    /// Rebuild a data directory from an archive, up to its newest consistent point or
+    /// exactly to --to-index / --to-time; verified, then opened as the server would.
+    Restore(RestoreArgs),
     /// Show every member of the cluster: role, epoch, lag, in sync, heartbeat, checkpoint,
     /// address holder (asks each member's admin address).
     Status(StatusArgs),
@@ -186,6 +192,33 @@ enum CheckpointCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Check every file's checksum and the manifest's continuity; prints the last
+    /// consistent index; exits 1 if anything is damaged.
+    Verify {
+        /// The archive directory.
+        archive: PathBuf,
+    },
+}
+
+/// `tandem restore --from ARCHIVE --data-dir DIR [--to-index N | --to-time T]`.
+#[derive(Args)]
+struct RestoreArgs {
+    /// The archive directory.
+    #[arg(long)]
+    from: PathBuf,
+    /// The data directory to create (must be missing or empty).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Restore exactly the state after this log index.
+    #[arg(long, conflicts_with = "to_time")]
+    to_index: Option<u64>,
+    /// Restore the state before the first record stamped later than this Unix time in milliseconds.
+    #[arg(long)]
+    to_time: Option<u64>,
+}
+
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -263,6 +296,15 @@ fn main() -> ExitCode {
                 CheckpointCommand::Verify { id, data_dir } => cli::verify(&data_dir, id),
                 CheckpointCommand::Restore { id, data_dir, from } => cli::restore(&from, id, &data_dir),
             }
+        }
+        Command::Archive(ArchiveCommand::Verify { archive }) => {
+            init_tracing("warn");
+            tandem::archive::cli::verify(&archive)
+        }
+        Command::Restore(args) => {
+            init_tracing("warn");
+            let target = tandem::archive::cli::target(args.to_index, args.to_time);
+            tandem::archive::cli::restore(&args.from, &args.data_dir, target)
         }
         Command::Witness(args) => {
             init_tracing(&args.log_level);

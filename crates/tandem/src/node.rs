@@ -32,8 +32,20 @@ pub enum Outcome {
 /// Runs a data node until SIGTERM, SIGINT or `SHUTDOWN`, or until it must restart.
 pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     admin::metrics::recorder();
+    // Before anything starts: a node that cannot hold its virtual IP refuses to start.
+    let virtual_ip = match config.cluster.as_ref().and_then(|cluster| cluster.virtual_ip.clone()) {
+        Some(virtual_ip) => Some(failover::vip::prepare(virtual_ip).await?),
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let log_options = config.log_options();
+    let cold_restored = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || failover::cold::prepare(&config))
+            .await
+            .context("preparing the cold takeover")?
+            .context("cannot rebuild this node from the peer's archive")?
+    };
     let rejoined = {
         let (data_dir, options) = (data_dir.clone(), log_options.clone());
         tokio::task::spawn_blocking(move || repl::rejoin::prepare(&data_dir, &options))
@@ -41,6 +53,10 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
             .context("preparing the rejoin")?
             .context("cannot carry out the pending rejoin")?
     };
+    if let Some(rejoined) = rejoined.as_ref().filter(|rejoined| rejoined.rewrote_log()) {
+        failover::cold::set_aside_own_archive(&config, rejoined.epoch)
+            .context("cannot move this node's superseded archive aside")?;
+    }
     let node = NodeId(config.node_id);
     let opened = Instant::now();
     let database = tokio::task::spawn_blocking(move || Database::open(&data_dir, log_options, node))
@@ -128,6 +144,9 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     if let Some(rejoined) = &rejoined {
         shared.replication.record_diverged(rejoined.diverged_records);
     }
+    if let Some(restored) = cold_restored {
+        shared.replication.record_cold_restore(restored);
+    }
     let admin_addr = admin_listener.as_ref().and_then(|listener| listener.local_addr().ok());
     tracing::info!(clients = %local_addr, admin = ?admin_addr, "tandem ready");
 
@@ -140,15 +159,28 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         tokio::spawn(take_checkpoints(shared.clone())),
         tokio::spawn(flush_log(shared.clone())),
     ];
+    if let Some(mut archive) = shared.config.archive.clone() {
+        if let Some(cluster) = &shared.config.cluster {
+            // Each data node ships to its own folder of the shared archive; a cold standby
+            // takes over from its peer's (`failover::cold`).
+            archive.dir = failover::cold::archive_of(&archive.dir, cluster.node_id);
+        }
+        background.push(tokio::spawn(crate::archive::shipper::run(shared.clone(), archive)));
+    }
     if let Some(listener) = peer_listener {
         tracing::info!(peer = ?listener.local_addr().ok(), role = ?shared.replication.role(), "replication plane up");
         background.push(tokio::spawn(repl::sender::listen(listener, shared.clone())));
         background.push(tokio::spawn(repl::receiver::follow(shared.clone())));
     }
+    // Awaited at shutdown, not aborted: it releases the address (deletes the virtual IP).
+    let mut address_holder = None;
     if let Some(cluster) = &shared.config.cluster {
         background.push(tokio::spawn(failover::roles::react(shared.clone())));
         if let Some(address) = cluster.service_address {
-            background.push(tokio::spawn(failover::address::hold(shared.clone(), address)));
+            let loopback = failover::address::Loopback(address);
+            address_holder = Some(tokio::spawn(failover::address::hold(shared.clone(), loopback)));
+        } else if let Some(virtual_ip) = virtual_ip {
+            address_holder = Some(tokio::spawn(failover::address::hold(shared.clone(), virtual_ip)));
         }
     }
     if let Some(control) = control {
@@ -165,6 +197,9 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut stopped = shared.shutdown.subscribe();
     let _ = stopped.wait_for(|stop| *stop).await;
     tracing::info!("shutting down");
+    if let Some(holder) = address_holder {
+        let _ = tokio::time::timeout(Duration::from_secs(5), holder).await;
+    }
     let _ = accept.await;
     shared.clients.kill_all();
     let deadline = Instant::now() + Duration::from_secs(5);

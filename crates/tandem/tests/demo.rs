@@ -49,3 +49,40 @@ fn demo_refuses_a_mode_that_does_not_exist_yet() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("only active-passive"), "{stderr}");
 }
+
+#[test]
+fn demo_with_a_cold_standby_reports_the_archive_lag_and_the_loss() {
+    let output = tandem_command()
+        .args(["demo", "--standby", "cold", "--rounds", "2", "--load-ms", "800", "--archive-interval-ms", "200"])
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "demo exit; stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["standby"], "cold", "{summary}");
+    assert_eq!(summary["ack_mode"], "async", "a cold standby implies async acks: {summary}");
+    let rounds = summary["rounds"].as_array().expect("rounds is an array");
+    assert_eq!(rounds.len(), 2, "{summary}");
+    for round in rounds {
+        let field = |name: &str| round[name].as_u64().unwrap_or_else(|| panic!("{name} missing: {round}"));
+        // Only what was not yet archived can be lost: the audit never finds more missing
+        // than the active's archive lag just before the kill, plus what it acknowledged
+        // between that reading and the kill.
+        let lost = field("lost_acknowledged_writes");
+        let after_reading = field("writes_before_fault") - field("writes_at_archive_reading");
+        assert!(lost <= field("archive_lag_records") + after_reading, "more lost than was unarchived: {round}");
+        // The new active's own report is a lower bound (what it heard of, minus what it restored).
+        assert!(field("cold_lost_records_at_least") <= lost + field("unknown_writes"), "{round}");
+        assert!(round.get("cold_restore_ms").is_some(), "the takeover restored from the archive: {round}");
+    }
+}
+
+#[test]
+fn demo_refuses_a_cold_standby_with_sync_acks() {
+    let output = tandem_command().args(["demo", "--standby", "cold", "--ack-mode", "sync"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--ack-mode async"), "{stderr}");
+}

@@ -251,6 +251,9 @@ fn config_get_reports_maxmemory_port_and_appendfsync() {
     assert_eq!(port, ["port".to_string(), server.port().to_string()]);
     let fsync: Vec<String> = cmd("CONFIG").arg("GET").arg("appendfsync").query(&mut con).unwrap();
     assert_eq!(fsync, ["appendfsync", "everysec"]);
+    // The checkpoint schedule in Redis's `save` shape: full (3600 s, 1 change), incremental (60 s, 1000).
+    let save: Vec<String> = cmd("CONFIG").arg("GET").arg("save").query(&mut con).unwrap();
+    assert_eq!(save, ["save", "3600 1 60 1000"]);
     let nothing: Vec<String> = cmd("CONFIG").arg("GET").arg("no-such-parameter").query(&mut con).unwrap();
     assert!(nothing.is_empty());
     let _: () = cmd("CONFIG").arg("SET").arg("maxmemory").arg("200mb").query(&mut con).unwrap();

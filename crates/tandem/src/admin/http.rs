@@ -140,6 +140,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!("tandem_used_memory_bytes").set(shared.used_memory_bytes.load(Ordering::Relaxed) as f64);
     metrics::gauge!("tandem_resident_memory_bytes").set(crate::admin::memory::resident_bytes() as f64);
     replication_metrics(&shared);
+    crate::archive::publish_metrics(shared.db.last_index().0);
     crate::admin::metrics::recorder().render()
 }
 
@@ -172,6 +173,10 @@ fn replication_metrics(shared: &Shared) {
     let duration_ms = failover.promoted_unix_ms.saturating_sub(failover.detected_unix_ms);
     metrics::gauge!("tandem_last_failover_detected_to_promoted_ms").set(duration_ms as f64);
     metrics::gauge!("tandem_diverged_records").set(replication.diverged_records() as f64);
+    if let Some(restored) = replication.cold_restore() {
+        metrics::gauge!("tandem_cold_lost_records_at_least").set(restored.lost_records_at_least as f64);
+        metrics::gauge!("tandem_cold_restore_seconds").set(restored.elapsed_ms as f64 / 1000.0);
+    }
     let bound = replication.service_address.is_bound();
     metrics::gauge!("tandem_service_address_bound").set(f64::from(u8::from(bound)));
 }

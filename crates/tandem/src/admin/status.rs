@@ -43,6 +43,9 @@ pub struct NodeStatus {
     pub last_checkpoint: Option<CheckpointStatus>,
     /// The control state this member has applied.
     pub control: Option<ControlView>,
+    /// Shipping to the archive, when this node ships (`[archive]`).
+    #[serde(default)]
+    pub archive: Option<crate::archive::Snapshot>,
 }
 
 /// The other data node, as seen from this one.
@@ -164,6 +167,7 @@ pub fn data_node(shared: &Shared) -> NodeStatus {
         peer,
         last_checkpoint,
         control: control.map(|(control, state)| ControlView::of(&control, &state)),
+        archive: crate::archive::current().map(|archive| archive.snapshot(db.last_index().0, unix_ms())),
     }
 }
 
@@ -184,6 +188,7 @@ pub fn witness(node_id: u32, control: &ControlNode) -> NodeStatus {
         peer: None,
         last_checkpoint: None,
         control: Some(ControlView::of(control, &state)),
+        archive: None,
     }
 }
 

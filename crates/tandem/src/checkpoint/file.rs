@@ -93,6 +93,46 @@ pub fn remove_temporary_files(dir: &Path) -> Result<Vec<String>, FormatError> {
     Ok(removed)
 }
 
+/// The file listing the checkpoints adopted from another node: one `<file name> <node>`
+/// line each. A rebuild from an archive (`tandem restore --from`, a cold takeover) copies
+/// the archived node's checkpoints, whose headers name that node; loading accepts them
+/// only when listed here, so a file swapped in from another node by mistake is still
+/// refused.
+pub const ADOPTED_FILE: &str = "ADOPTED";
+
+/// The adopted checkpoints of `dir`: (file name, node) pairs; none if the list is missing.
+pub fn adopted(dir: &Path) -> Vec<(String, u32)> {
+    let Ok(text) = fs::read_to_string(dir.join(ADOPTED_FILE)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (name, node) = line.trim().rsplit_once(' ')?;
+            Some((name.to_string(), node.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Adds `(file name, node)` pairs to the adopted list of `dir`, durably (temporary file,
+/// fsync, rename, directory fsync).
+pub fn adopt(dir: &Path, files: &[(String, u32)]) -> Result<(), FormatError> {
+    let mut all = adopted(dir);
+    all.extend(files.iter().cloned());
+    all.sort();
+    all.dedup();
+    let text: String = all.iter().map(|(name, node)| format!("{name} {node}\n")).collect();
+    let path = dir.join(ADOPTED_FILE);
+    let temporary = dir.join(format!("{ADOPTED_FILE}{TEMPORARY_SUFFIX}"));
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)
+    };
+    write().map_err(|error| FormatError::io("write", &path, error))?;
+    sync_directory(dir)
+}
+
 /// Fsyncs a directory, so that a rename or removal in it survives a crash.
 pub fn sync_directory(dir: &Path) -> Result<(), FormatError> {
     File::open(dir).and_then(|handle| handle.sync_all()).map_err(|error| FormatError::io("fsync directory", dir, error))

@@ -117,15 +117,25 @@ pub enum RestoreError {
     },
 }
 
-/// Reads the header of every checkpoint file, refusing foreign and damaged headers.
-fn read_headers(listed: &[Listed], node: u32, skipped: &mut Vec<Skipped>) -> Vec<(Header, PathBuf)> {
+/// Reads the header of every checkpoint file, refusing foreign and damaged headers (a
+/// checkpoint of another node is foreign unless `adopted` lists it with that node).
+fn read_headers(
+    listed: &[Listed],
+    node: u32,
+    adopted: &[(String, u32)],
+    skipped: &mut Vec<Skipped>,
+) -> Vec<(Header, PathBuf)> {
+    let is_adopted = |path: &Path, from: u32| {
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        adopted.iter().any(|(adopted_name, adopted_node)| *adopted_name == name && *adopted_node == from)
+    };
     let mut headers = Vec::new();
     for entry in listed {
         let refused = match FileReader::open(&entry.path) {
             Err(error) => Some(error.to_string()),
             Ok(reader) => {
                 let header = reader.header().clone();
-                if header.node != node {
+                if header.node != node && !is_adopted(&entry.path, header.node) {
                     Some(format!("written by node {}, this is node {node}", header.node))
                 } else if header.id != entry.id || header.kind != entry.kind {
                     Some(format!("header says {} checkpoint {}, the name disagrees", header.kind.as_str(), header.id))
@@ -161,7 +171,7 @@ pub fn load_newest(
     }
     let listed = file::list(dir)?;
     let mut loaded = Loaded { next_id: listed.last().map_or(1, |last| last.id + 1), ..Loaded::default() };
-    let headers = read_headers(&listed, node, &mut loaded.skipped);
+    let headers = read_headers(&listed, node, &file::adopted(dir), &mut loaded.skipped);
     let mut done_bytes = 0u64;
     for (header, path) in headers.iter().rev().filter(|(header, _)| header.kind == Kind::Full) {
         let mut candidate = Keyspace::new();

@@ -35,6 +35,7 @@ pub struct ClusterFile {
     pub switchover_timeout_ms: Option<u64>,
     pub control_election_timeout_ms: Option<u64>,
     pub sentinel_master_name: Option<String>,
+    pub virtual_ip: Option<super::VirtualIpFile>,
 }
 
 /// One `[[cluster.members]]` entry's shape.
@@ -62,6 +63,9 @@ pub struct ClusterConfig {
     pub node_id: u32,
     /// Every member: two data nodes and, optionally, a witness.
     pub members: Vec<Member>,
+    /// Whether the standby applies the replication stream (`hot`) or restores from the
+    /// active's archive when it takes over (`cold`).
+    pub standby: StandbyKind,
     /// How ack replies wait for the standby.
     pub ack_mode: AckMode,
     /// Semi-sync: how long a write waits for the standby before the active continues alone.
@@ -94,6 +98,9 @@ pub struct ClusterConfig {
     pub control_election_timeout_ms: u64,
     /// The master name the Sentinel-compatible endpoint answers for (`tandem` by default).
     pub sentinel_master_name: String,
+    /// The Linux virtual IP form of the service address (`[cluster.virtual_ip]`); exclusive
+    /// with `service_address`.
+    pub virtual_ip: Option<super::VirtualIpConfig>,
 }
 
 /// The shared cluster secret; `Debug` does not print it.
@@ -139,6 +146,26 @@ pub struct Member {
     pub priority: u8,
     /// Where its Sentinel-compatible discovery endpoint listens, if any; data members only.
     pub sentinel: Option<std::net::SocketAddr>,
+}
+
+/// How the standby keeps up with the active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyKind {
+    /// Receives and applies the replication stream; takes over at once.
+    Hot,
+    /// Receives heartbeats only; on takeover it rebuilds its data from the active's archive
+    /// (`[archive]`), losing what was not yet shipped.
+    Cold,
+}
+
+impl StandbyKind {
+    /// The configuration spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StandbyKind::Hot => "hot",
+            StandbyKind::Cold => "cold",
+        }
+    }
 }
 
 /// When a write's reply may leave, relative to the standby.
@@ -236,10 +263,11 @@ impl ClusterFile {
                 return Err(invalid("cluster.mode", format!("`{other}` is not supported; only active-passive is")))
             }
         }
-        match self.standby.as_deref() {
-            None | Some("hot") => {}
-            Some(other) => return Err(invalid("cluster.standby", format!("`{other}` is not supported; only hot is"))),
-        }
+        let standby = match self.standby.as_deref() {
+            None | Some("hot") => StandbyKind::Hot,
+            Some("cold") => StandbyKind::Cold,
+            Some(other) => return Err(invalid("cluster.standby", format!("`{other}` is not one of hot, cold"))),
+        };
         let ack_mode = match self.ack_mode.as_deref() {
             None | Some("sync") => AckMode::Sync,
             Some("semi-sync") => AckMode::SemiSync,
@@ -248,6 +276,16 @@ impl ClusterFile {
                 return Err(invalid("cluster.ack_mode", format!("`{other}` is not one of sync, semi-sync, async")))
             }
         };
+        if standby == StandbyKind::Cold && ack_mode != AckMode::Async {
+            return Err(invalid(
+                "cluster.ack_mode",
+                format!(
+                    "`{}` waits for the standby, but a cold standby receives no stream; use async with \
+                     standby = \"cold\"",
+                    ack_mode.as_str()
+                ),
+            ));
+        }
         let heartbeat_ms = self.heartbeat_ms.unwrap_or(limits::HEARTBEAT_MS_DEFAULT);
         if !(1..=limits::HEARTBEAT_MS_MAX).contains(&heartbeat_ms) {
             return Err(invalid("cluster.heartbeat_ms", format!("must be between 1 and {}", limits::HEARTBEAT_MS_MAX)));
@@ -271,11 +309,13 @@ impl ClusterFile {
             return Err(invalid("cluster.initial_active", format!("{initial_active} is not a data member")));
         }
         let (preempt, switchover_timeout_ms) = check_operations(&self.preempt, self.switchover_timeout_ms, &members)?;
+        let virtual_ip = super::vip::virtual_ip(self.virtual_ip, self.service_address.is_some(), &members)?;
         Ok(ClusterConfig {
             cluster_id,
             secret,
             node_id,
             members,
+            standby,
             ack_mode,
             sync_timeout_ms,
             max_lag_records: self.max_lag_records.unwrap_or(limits::MAX_LAG_RECORDS_DEFAULT),
@@ -290,6 +330,7 @@ impl ClusterFile {
             switchover_timeout_ms,
             control_election_timeout_ms: control_election_timeout(self.control_election_timeout_ms)?,
             sentinel_master_name: sentinel_master_name(self.sentinel_master_name)?,
+            virtual_ip,
         })
     }
 }

@@ -9,8 +9,12 @@ use tandem_log::FsyncPolicy;
 
 use crate::limits;
 
+mod archive;
 mod cluster;
+mod vip;
+pub use archive::*;
 pub use cluster::*;
+pub use vip::*;
 
 /// A validated server configuration.
 #[derive(Debug, Clone)]
@@ -52,6 +56,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// The cluster this node belongs to; `None` runs a standalone node.
     pub cluster: Option<ClusterConfig>,
+    /// Shipping to stable storage (`[archive]`); `None` ships nothing.
+    pub archive: Option<ArchiveConfig>,
 }
 
 /// The TOML file's shape: every field optional, unknown fields refused.
@@ -112,6 +118,7 @@ pub struct FileConfig {
     pub checkpoint_chain_max: Option<u32>,
     pub worker_threads: Option<usize>,
     pub cluster: Option<ClusterFile>,
+    pub archive: Option<archive::ArchiveFile>,
 }
 
 /// A configuration error; the text names the field.
@@ -199,6 +206,7 @@ impl FileConfig {
             },
             worker_threads: self.worker_threads.unwrap_or(1),
             cluster: None,
+            archive: self.archive.map(ArchiveFile::validate).transpose()?,
         };
         let mut config = config;
         if let Some(cluster) = self.cluster {
@@ -283,6 +291,13 @@ impl Config {
             return Err(invalid(
                 "checkpoint_chain_max",
                 format!("must be at most {}: a longer chain makes restores slow", limits::CHECKPOINT_CHAIN_MAX),
+            ));
+        }
+        let cold = self.cluster.as_ref().is_some_and(|cluster| cluster.standby == StandbyKind::Cold);
+        if cold && self.archive.is_none() {
+            return Err(invalid(
+                "cluster.standby",
+                "`cold` needs an [archive] section: a cold standby takes over by restoring the active's archive",
             ));
         }
         if self.admin_port.is_some() && self.admin_port == Some(self.port) && self.port != 0 {
@@ -422,6 +437,22 @@ members = [
         assert_eq!(config.node_id, 1);
         assert_eq!(config.port, 7001, "the member's client address is the default listen address");
         assert!(!format!("{cluster:?}").contains("0123456789abcdef"), "Debug must not print the secret");
+    }
+
+    #[test]
+    fn a_cold_standby_needs_async_acks_and_an_archive() {
+        let cold = |text: &str| text.replace("initial_active = 1", "initial_active = 1\nstandby = \"cold\"");
+        let sync = cluster_error(cold);
+        assert!(sync.contains("`cluster.ack_mode`") && sync.contains("cold standby"), "{sync}");
+        let no_archive =
+            cluster_error(|text| cold(text).replace("initial_active", "ack_mode = \"async\"\ninitial_active"));
+        assert!(no_archive.contains("`cluster.standby`") && no_archive.contains("[archive]"), "{no_archive}");
+        let text = format!(
+            "[archive]\ndir = \"/mnt/archive\"\n{}",
+            cold(CLUSTER).replace("initial_active", "ack_mode = \"async\"\ninitial_active")
+        );
+        let config = toml::from_str::<FileConfig>(&text).unwrap().validate().unwrap();
+        assert_eq!(config.cluster.unwrap().standby, StandbyKind::Cold);
     }
 
     #[test]

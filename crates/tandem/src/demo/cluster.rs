@@ -39,6 +39,10 @@ pub struct ClusterSettings {
     pub ack_mode: &'static str,
     /// Heartbeat and detector fields, as TOML lines (empty: the built-in defaults).
     pub timing_lines: String,
+    /// `hot` or `cold`.
+    pub standby: &'static str,
+    /// With a cold standby: how often the active ships to the archive, ms.
+    pub archive_interval_ms: u64,
 }
 
 /// The child processes by member id. Once closed (Ctrl-C or the end of the demo), a
@@ -150,7 +154,17 @@ impl LocalCluster {
             std::fs::create_dir_all(&member_directory)
                 .with_context(|| format!("creating {}", member_directory.display()))?;
             let admin = if id == WITNESS { "" } else { "admin_port = 0\n" };
-            let text = format!("{admin}[cluster]\nnode_id = {id}\n{section}");
+            let archive = if id != WITNESS && settings.standby == "cold" {
+                // One archive directory for both nodes (each ships to its own folder in it).
+                format!(
+                    "[archive]\ndir = \"{}\"\ninterval_ms = {}\n",
+                    directory.join("archive").display(),
+                    settings.archive_interval_ms
+                )
+            } else {
+                String::new()
+            };
+            let text = format!("{admin}{archive}[cluster]\nnode_id = {id}\n{section}");
             std::fs::write(member_directory.join("tandem.toml"), text)?;
         }
         for id in [WITNESS, 1, 2] {
@@ -167,8 +181,8 @@ impl LocalCluster {
             rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(32).map(char::from).collect();
         let mut section = format!(
             "cluster_id = \"tandem-demo\"\nsecret = \"{secret}\"\ninitial_active = 1\nack_mode = \"{}\"\n\
-             service_address = \"{}\"\n{}members = [\n",
-            settings.ack_mode, self.service_address, settings.timing_lines
+             standby = \"{}\"\nservice_address = \"{}\"\n{}members = [\n",
+            settings.ack_mode, settings.standby, self.service_address, settings.timing_lines
         );
         for (id, addresses) in &self.members {
             let (role, client) = match addresses.client {

@@ -46,8 +46,17 @@ pub struct DemoArgs {
     pub mode: String,
     /// When a write is acknowledged: after the standby persisted it (sync), the same
     /// with a fallback after a timeout (semi-sync), or after the local write (async).
-    #[arg(long, value_enum, default_value_t = AckMode::Sync)]
-    pub ack_mode: AckMode,
+    /// Default: sync with a hot standby, async with a cold one (the only mode it allows).
+    #[arg(long, value_enum)]
+    pub ack_mode: Option<AckMode>,
+    /// A hot standby applies the replication stream; a cold one only watches the active
+    /// and, when it takes over, rebuilds from the active's archive (shipped every
+    /// `--archive-interval-ms`): what was not shipped yet is lost, and counted.
+    #[arg(long, value_enum, default_value_t = Standby::Hot)]
+    pub standby: Standby,
+    /// With `--standby cold`: how often the active ships its log to the archive, ms.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub archive_interval_ms: u64,
     /// Heartbeat and failure-detector settings: the built-in defaults, or tight ones.
     #[arg(long, value_enum, default_value_t = Timings::Default)]
     pub timings: Timings,
@@ -85,6 +94,39 @@ impl AckMode {
             AckMode::Sync => "sync",
             AckMode::SemiSync => "semi-sync",
             AckMode::Async => "async",
+        }
+    }
+}
+
+/// `--standby`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standby {
+    /// Applies the replication stream; takes over at once, loses nothing in sync mode.
+    Hot,
+    /// Watches the active only; takes over by restoring the active's archive.
+    Cold,
+}
+
+impl Standby {
+    fn as_str(self) -> &'static str {
+        match self {
+            Standby::Hot => "hot",
+            Standby::Cold => "cold",
+        }
+    }
+}
+
+impl DemoArgs {
+    /// The ack mode: as given, or the default for the standby kind; an error for a cold
+    /// standby with an ack mode that waits for it.
+    fn ack_mode(&self) -> Result<AckMode, String> {
+        match (self.standby, self.ack_mode) {
+            (Standby::Hot, mode) => Ok(mode.unwrap_or(AckMode::Sync)),
+            (Standby::Cold, None | Some(AckMode::Async)) => Ok(AckMode::Async),
+            (Standby::Cold, Some(mode)) => Err(format!(
+                "--ack-mode {} waits for the standby, but a cold standby receives no stream; use --ack-mode async",
+                mode.as_str()
+            )),
         }
     }
 }
@@ -173,6 +215,20 @@ pub struct Round {
     /// The first few lost keys, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lost_keys: Vec<String>,
+    /// Cold standby: records the active had not yet archived just before the fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_lag_records: Option<u64>,
+    /// Cold standby: writes acknowledged when the archive lag was read (a few more may be
+    /// acknowledged between that reading and the fault).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_at_archive_reading: Option<u64>,
+    /// Cold standby: how long the new active took to rebuild from the archive, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_restore_ms: Option<u64>,
+    /// Cold standby: the loss the new active reports (a lower bound: the old active's last
+    /// index it heard of, minus the index it restored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_lost_records_at_least: Option<u64>,
 }
 
 /// The whole run.
@@ -184,6 +240,8 @@ pub struct Summary {
     pub mode: String,
     /// `--ack-mode`.
     pub ack_mode: &'static str,
+    /// `--standby`.
+    pub standby: &'static str,
     /// `--timings`.
     pub timings: &'static str,
     /// Heartbeat interval, ms.
@@ -208,12 +266,19 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn new(args: &DemoArgs) -> Summary {
+    fn new(args: &DemoArgs, ack_mode: AckMode) -> Summary {
         let (heartbeat_ms, floor, ceiling) = args.timings.values_ms();
         Summary {
-            scenario: "active-passive: SIGKILL of the active under write load, failover, audit",
+            scenario: match args.standby {
+                Standby::Hot => "active-passive, hot standby: SIGKILL of the active under write load, failover, audit",
+                Standby::Cold => {
+                    "active-passive, cold standby: SIGKILL of the active under write load, restore from its archive, \
+                     audit"
+                }
+            },
             mode: args.mode.clone(),
-            ack_mode: args.ack_mode.as_str(),
+            ack_mode: ack_mode.as_str(),
+            standby: args.standby.as_str(),
             timings: args.timings.as_str(),
             heartbeat_ms,
             detector_dead_ms: [floor, ceiling],
@@ -244,6 +309,13 @@ pub fn run(args: DemoArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let ack_mode = match args.ack_mode() {
+        Ok(ack_mode) => ack_mode,
+        Err(message) => {
+            eprintln!("tandem demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
     // A current-thread runtime: the children are spawned from the main thread, so their
     // parent-death signal fires only when this process exits (see cluster::spawn).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -251,7 +323,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let directory = std::env::temp_dir().join(format!("tandem-demo-{}-{suffix:08x}", std::process::id()));
     let children = Arc::new(Children::default());
     install_interrupt_cleanup(children.clone(), directory.clone(), args.keep);
-    let summary = runtime.block_on(demo(&args, &directory, children.clone()));
+    let summary = runtime.block_on(demo(&args, ack_mode, &directory, children.clone()));
     children.stop_all();
     if args.keep {
         eprintln!("tandem demo: kept {}", directory.display());
@@ -266,7 +338,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     if let Some(error) = &summary.error {
         eprintln!("tandem demo: {error}");
         ExitCode::from(2)
-    } else if summary.lost_acknowledged_writes > 0 {
+    } else if summary.lost_acknowledged_writes > 0 && args.standby == Standby::Hot {
+        // With a cold standby the writes not yet archived are lost by design (and counted).
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -288,9 +361,9 @@ fn install_interrupt_cleanup(children: Arc<Children>, directory: PathBuf, keep: 
     });
 }
 
-async fn demo(args: &DemoArgs, directory: &Path, children: Arc<Children>) -> Summary {
-    let mut summary = Summary::new(args);
-    if let Err(error) = run_rounds(args, directory, children, &mut summary).await {
+async fn demo(args: &DemoArgs, ack_mode: AckMode, directory: &Path, children: Arc<Children>) -> Summary {
+    let mut summary = Summary::new(args, ack_mode);
+    if let Err(error) = run_rounds(args, ack_mode, directory, children, &mut summary).await {
         summary.error = Some(format!("{error:#}"));
     }
     summary
@@ -298,19 +371,25 @@ async fn demo(args: &DemoArgs, directory: &Path, children: Arc<Children>) -> Sum
 
 async fn run_rounds(
     args: &DemoArgs,
+    ack_mode: AckMode,
     directory: &Path,
     children: Arc<Children>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(directory)?;
-    let settings = ClusterSettings { ack_mode: args.ack_mode.as_str(), timing_lines: args.timings.toml_lines() };
+    let settings = ClusterSettings {
+        ack_mode: ack_mode.as_str(),
+        timing_lines: args.timings.toml_lines(),
+        standby: args.standby.as_str(),
+        archive_interval_ms: args.archive_interval_ms,
+    };
     let mut cluster = LocalCluster::start(directory, &settings, children).await?;
-    let mut active = wait_ready(&cluster).await?;
+    let mut active = wait_ready(&cluster, args.standby).await?;
     let target = choose_target(&cluster).await;
     summary.service_address = Some(cluster.service_address.to_string());
     summary.through_service_address = matches!(target, Target::ServiceAddress(_));
     if !args.json {
-        print_header(args, directory, &cluster, &target);
+        print_header(args, ack_mode, directory, &cluster, &target);
     }
     for round in 1..=args.rounds {
         let outcome = run_round(args, round, &cluster, active, &target).await?;
@@ -323,26 +402,39 @@ async fn run_rounds(
         if round < args.rounds {
             let restarted = Instant::now();
             cluster.restart(killed).await?;
-            let now_active = wait_ready(&cluster).await?;
+            let now_active = wait_ready(&cluster, args.standby).await?;
             anyhow::ensure!(now_active == active, "node {now_active} became active after node {killed} restarted");
             if !args.json {
                 let ms = restarted.elapsed().as_millis();
-                println!("  node {killed} restarted: an in-sync standby again after {ms} ms\n");
+                let what = match args.standby {
+                    Standby::Hot => "an in-sync standby",
+                    Standby::Cold => "a cold standby",
+                };
+                println!("  node {killed} restarted: {what} again after {ms} ms\n");
             }
         }
     }
     Ok(())
 }
 
-fn print_header(args: &DemoArgs, directory: &Path, cluster: &LocalCluster, target: &Target) {
+fn print_header(args: &DemoArgs, ack_mode: AckMode, directory: &Path, cluster: &LocalCluster, target: &Target) {
     let (heartbeat, floor, ceiling) = args.timings.values_ms();
     println!(
         "tandem demo: a witness and two data nodes on loopback, files in {}\n  \
-         mode active-passive, ack mode {}, {} timings (heartbeat {heartbeat} ms, dead after {floor}-{ceiling} ms)",
+         mode active-passive, {} standby, ack mode {}, {} timings (heartbeat {heartbeat} ms, dead after \
+         {floor}-{ceiling} ms)",
         directory.display(),
-        args.ack_mode.as_str(),
+        args.standby.as_str(),
+        ack_mode.as_str(),
         args.timings.as_str(),
     );
+    if args.standby == Standby::Cold {
+        println!(
+            "  the active ships its log to {} every {} ms; the cold standby holds no data until it takes over",
+            directory.join("archive").display(),
+            args.archive_interval_ms
+        );
+    }
     match target {
         Target::ServiceAddress(address) => println!("  clients use the service address {address}"),
         Target::FollowActive(_) => println!(
@@ -368,15 +460,15 @@ async fn choose_target(cluster: &LocalCluster) -> Target {
     Target::FollowActive(DATA_NODES.iter().map(|id| cluster.client_address(*id)).collect())
 }
 
-/// Waits until one data node is a writable active and the other an in-sync standby that
-/// follows it on both planes; returns the active.
-async fn wait_ready(cluster: &LocalCluster) -> anyhow::Result<u32> {
+/// Waits until one data node is a writable active and the other a standby (in sync, if hot)
+/// that follows it on both planes; returns the active.
+async fn wait_ready(cluster: &LocalCluster, standby: Standby) -> anyhow::Result<u32> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         for id in DATA_NODES {
             cluster.check_running(id)?;
         }
-        let why = match ready_active(cluster).await {
+        let why = match ready_active(cluster, standby).await {
             Ok(active) => return Ok(active),
             Err(reason) => reason,
         };
@@ -390,7 +482,7 @@ async fn wait_ready(cluster: &LocalCluster) -> anyhow::Result<u32> {
     }
 }
 
-async fn ready_active(cluster: &LocalCluster) -> Result<u32, String> {
+async fn ready_active(cluster: &LocalCluster, standby_kind: Standby) -> Result<u32, String> {
     let mut infos = Vec::new();
     for id in DATA_NODES {
         infos.push(Info::read(cluster.client_address(id)).await.map_err(|error| format!("node {id}: {error}"))?);
@@ -403,12 +495,18 @@ async fn ready_active(cluster: &LocalCluster) -> Result<u32, String> {
     // In sync by its own account *and* in the control plane's in-sync set, as both nodes
     // see it: only then would the control plane promote it (invariant 3).
     let in_sync_set = |info: &Info| info.text("tandem_control_in_sync").split(',').any(|id| id == standby_id);
-    let follows = standby.text("role") == "slave"
+    let watching = standby.text("role") == "slave"
         && standby.text("master_link_status") == "up"
-        && standby.text("tandem_in_sync") == "1"
         && standby.number("tandem_control_active") == Some(u64::from(active))
-        && in_sync_set(standby)
-        && in_sync_set(&infos[index]);
+        && standby.number("tandem_control_leader") == Some(u64::from(active));
+    let follows = match standby_kind {
+        Standby::Hot => {
+            watching && standby.text("tandem_in_sync") == "1" && in_sync_set(standby) && in_sync_set(&infos[index])
+        }
+        // A cold standby is never in sync: it only has to follow the control log, or it could
+        // not be elected.
+        Standby::Cold => watching,
+    };
     if !follows {
         let fields =
             ["role", "master_link_status", "tandem_in_sync", "tandem_control_active", "tandem_control_in_sync"]
@@ -437,6 +535,14 @@ async fn run_round(
     let writers = Writers::start(target, round, args.clients as usize);
     tokio::time::sleep(Duration::from_millis(args.load_ms)).await;
     let writes_before_fault = writers.ledger().acknowledged_count();
+    let writes_at_archive_reading = writers.ledger().acknowledged_count();
+    let archive_lag_records = match args.standby {
+        Standby::Hot => None,
+        Standby::Cold => Info::read_section(cluster.client_address(active), "persistence")
+            .await
+            .ok()
+            .and_then(|info| info.number("archive_lag_records")),
+    };
     let fault = Instant::now();
     let fault_unix_ms = crate::db::unix_ms();
     writers.ledger().mark_fault(fault);
@@ -475,6 +581,10 @@ async fn run_round(
         epoch: info.number("tandem_epoch"),
         failovers: info.number("tandem_failovers"),
         lost_keys: audit.lost_keys,
+        archive_lag_records,
+        writes_at_archive_reading: archive_lag_records.map(|_| writes_at_archive_reading),
+        cold_restore_ms: info.number("tandem_cold_restore_ms"),
+        cold_lost_records_at_least: info.number("tandem_cold_lost_records_at_least"),
     })
 }
 

@@ -22,8 +22,13 @@ pub struct Info(BTreeMap<String, String>);
 impl Info {
     /// Reads `INFO replication` from `address`.
     pub async fn read(address: SocketAddr) -> anyhow::Result<Info> {
+        Info::read_section(address, "replication").await
+    }
+
+    /// Reads `INFO <section>` from `address`.
+    pub async fn read_section(address: SocketAddr, section: &str) -> anyhow::Result<Info> {
         let mut client = Client::connect(address, Duration::from_millis(1000)).await?;
-        let text = match client.call(&[b"INFO", b"replication"]).await? {
+        let text = match client.call(&[b"INFO", section.as_bytes()]).await? {
             Frame::Bulk(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Frame::Verbatim { text, .. } => String::from_utf8_lossy(&text).into_owned(),
             other => anyhow::bail!("INFO on {address} answered {other:?}"),
@@ -82,6 +87,14 @@ pub fn print_round(round: &Round, service_address: Option<SocketAddr>) {
     }
     let through = if service_address.is_some() { "through the service address" } else { "on node's own address" };
     println!("  {}  first write served {through}", phase(Some(round.first_write_ms)));
+    if let Some(lag) = round.archive_lag_records {
+        let restore = round.cold_restore_ms.map_or("n/a".to_string(), |ms| format!("{ms} ms"));
+        println!(
+            "  cold standby: node {new} rebuilt from node {old}'s archive in {restore}; {lag} records were not yet \
+             archived at the fault (node {new} reports at least {} lost)",
+            round.cold_lost_records_at_least.unwrap_or(0)
+        );
+    }
     println!(
         "  audit: {} acknowledged writes checked, lost: {} ({} writes in flight at the fault: outcome unknown, not counted)",
         round.acknowledged_writes, round.lost_acknowledged_writes, round.unknown_writes

@@ -27,6 +27,7 @@ use tandem_control::{
 };
 
 use crate::config::{ClusterConfig, MemberRole};
+use crate::failover::cold::{self, Takeover};
 use crate::failover::detector::Verdict;
 use crate::limits;
 use crate::repl::Role;
@@ -82,12 +83,16 @@ pub struct Members {
     pub peer: NodeId,
     /// The data node `[cluster] initial_active` names.
     pub initial_active: NodeId,
+    /// Whether the standby is cold: it holds no stream, so it is never in sync, and takes
+    /// over a dead active by restoring the active's archive (losing what was not shipped).
+    pub cold: bool,
 }
 
 /// What this data node should propose now, if anything, given the detector's verdict on
 /// the peer:
 /// * the first promotion of a new cluster (by `initial_active`, for itself);
-/// * its own promotion when the active is dead and this node is in sync (invariant 3);
+/// * its own promotion when the active is dead and this node is in sync (invariant 3) —
+///   or, for a cold standby, forced: the archive it restores is the reference then;
 /// * as the active, a dead standby out of sync, so that writes continue without it and
 ///   it is never promoted while it lacks them (replies wait until this is committed).
 /// * as the active, a standby that caught up again in sync (`resync_reached`: it holds
@@ -98,7 +103,7 @@ pub fn proposal(
     peer_verdict: Option<Verdict>,
     resync_reached: bool,
 ) -> Option<ControlCommand> {
-    let Members { me, peer, initial_active } = members;
+    let Members { me, peer, initial_active, cold } = members;
     if state.data_nodes.is_empty() {
         return None;
     }
@@ -116,6 +121,9 @@ pub fn proposal(
         }
         Some(active) if active != me && peer_dead && state.in_sync.contains(&me) => {
             Some(ControlCommand::Promote { node: me, expected_epoch: state.epoch, force: false })
+        }
+        Some(active) if active != me && peer_dead && cold => {
+            Some(ControlCommand::Promote { node: me, expected_epoch: state.epoch, force: true })
         }
         _ => None,
     }
@@ -136,6 +144,7 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         me,
         peer: NodeId::from(cluster.peer_data_member().id),
         initial_active: NodeId::from(cluster.initial_active),
+        cold: cluster.standby == crate::config::StandbyKind::Cold,
     };
     let mut shutdown = shared.shutdown.subscribe();
     // What this member's log held at start: an entry beyond it came from a leader since.
@@ -167,7 +176,15 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         let active_now = shared.replication.role() == Role::Active;
         let applied = control.metrics().borrow().last_applied.map_or(0, |log_id| log_id.index);
         let fresh = applied > start_index || control.is_leader();
-        let role = role_in(&state, me, active_now, fresh);
+        let mut role = role_in(&state, me, active_now, fresh);
+        if role == Role::Active
+            && !active_now
+            && members.cold
+            && cold::takeover(&shared, state.epoch) == Takeover::Restoring
+        {
+            // Not before its data holds the peer's archive (the node restarts to rebuild it).
+            role = Role::Standby;
+        }
         shared.replication.follow_control(&shared.db, role, state.epoch);
         let verdict = shared.replication.peer_verdict();
         if role == Role::Standby && state.active == Some(members.peer) {
@@ -356,8 +373,8 @@ mod tests {
 
     const A: NodeId = 1;
     const B: NodeId = 2;
-    const AS_A: Members = Members { me: A, peer: B, initial_active: A };
-    const AS_B: Members = Members { me: B, peer: A, initial_active: A };
+    const AS_A: Members = Members { me: A, peer: B, initial_active: A, cold: false };
+    const AS_B: Members = Members { me: B, peer: A, initial_active: A, cold: false };
 
     fn configured() -> ControlState {
         let mut state = ControlState::default();
@@ -391,6 +408,18 @@ mod tests {
         let mut lagging = state.clone();
         tandem_control::apply(&mut lagging, &ControlCommand::MarkOutOfSync { node: B, epoch: 1 });
         assert_eq!(proposal(&lagging, AS_B, Some(Verdict::Dead), false), None, "an out-of-sync node is never promoted");
+    }
+
+    #[test]
+    fn a_cold_standby_takes_over_a_dead_active_in_sync_or_not() {
+        let cold = Members { cold: true, ..AS_B };
+        let mut state = active(A);
+        tandem_control::apply(&mut state, &ControlCommand::MarkOutOfSync { node: B, epoch: 1 });
+        assert_eq!(proposal(&state, cold, Some(Verdict::Alive), false), None, "never over a live active");
+        assert_eq!(proposal(&state, cold, Some(Verdict::Suspect), false), None);
+        let forced = ControlCommand::Promote { node: B, expected_epoch: 1, force: true };
+        assert_eq!(proposal(&state, cold, Some(Verdict::Dead), false), Some(forced));
+        assert_eq!(proposal(&state, AS_B, Some(Verdict::Dead), false), None, "a hot standby out of sync never does");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn react(shared: Arc<Shared>) {
         }
         tracing::info!(role = ?event.role, epoch = event.epoch, receivers, "role change published");
         if let Some(command) = &cluster.on_role_change {
-            let address = cluster.service_address.map(|address| address.to_string()).unwrap_or_default();
+            let address = cluster.service_endpoint().map(|address| address.to_string()).unwrap_or_default();
             tokio::spawn(run_command(command.clone(), event, cluster.node_id, address));
         }
     }

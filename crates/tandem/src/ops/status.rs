@@ -77,12 +77,22 @@ pub fn run(cluster: &ClusterConfig, as_json: bool) -> ExitCode {
     }
 }
 
-const HEADERS: [&str; 9] =
-    ["NODE", "ROLE", "EPOCH", "LAST INDEX", "LAG", "IN SYNC", "LAST HEARTBEAT", "LAST CHECKPOINT", "ADDRESS HOLDER"];
+const HEADERS: [&str; 10] = [
+    "NODE",
+    "ROLE",
+    "EPOCH",
+    "LAST INDEX",
+    "LAG",
+    "IN SYNC",
+    "LAST HEARTBEAT",
+    "LAST CHECKPOINT",
+    "ARCHIVE LAG",
+    "ADDRESS HOLDER",
+];
 
 /// The aligned table, one line per member, then the control plane's view.
 pub fn table(reports: &[MemberReport]) -> String {
-    let rows: Vec<[String; 9]> = reports.iter().map(row).collect();
+    let rows: Vec<[String; 10]> = reports.iter().map(row).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -103,12 +113,12 @@ pub fn table(reports: &[MemberReport]) -> String {
     text
 }
 
-fn row(report: &MemberReport) -> [String; 9] {
+fn row(report: &MemberReport) -> [String; 10] {
     let node = format!("{} ({})", report.node_id, report.kind);
     let Some(status) = &report.status else {
         let role = if report.admin.is_some() { "unreachable" } else { "no admin address" };
         let dash = || "-".to_string();
-        return [node, role.into(), dash(), dash(), dash(), dash(), dash(), dash(), dash()];
+        return [node, role.into(), dash(), dash(), dash(), dash(), dash(), dash(), dash(), dash()];
     };
     let dash = || "-".to_string();
     let lag = match (status.lag_records, status.lag_ms) {
@@ -127,6 +137,10 @@ fn row(report: &MemberReport) -> [String; 9] {
             format!("#{} @{} {}s ago", checkpoint.id, checkpoint.log_index, age_ms(checkpoint.created_unix_ms) / 1000)
         },
     );
+    let archive = status.archive.as_ref().map_or_else(dash, |archive| {
+        let state = if archive.status == "ok" { "" } else { " (err)" };
+        format!("{} rec / {} s{state}", archive.lag_records, archive.lag_seconds)
+    });
     let holder = status
         .control
         .as_ref()
@@ -140,6 +154,7 @@ fn row(report: &MemberReport) -> [String; 9] {
         in_sync,
         heartbeat,
         checkpoint,
+        archive,
         holder,
     ]
 }
@@ -196,6 +211,7 @@ mod tests {
                 address_holder: Some(1),
                 leader: Some(1),
             }),
+            archive: None,
         }
     }
 

@@ -130,6 +130,8 @@ pub struct Replication {
     pub service_address: AddressStatus,
     /// Records this node saved aside and dropped when it last rejoined (`rejoin`).
     diverged_records: AtomicU64,
+    /// The cold takeover this process started with (`failover::cold`), if any.
+    cold_restore: Mutex<Option<crate::failover::cold::Restored>>,
     /// Active: the standby is out of sync in the control plane but caught up enough to be
     /// marked in sync again; `Some(target)` makes sync replies wait for it already, and
     /// `MarkInSync` is proposed once it acknowledged `target` (see `begin_resync`).
@@ -224,6 +226,7 @@ impl Replication {
             failover: Mutex::new(FailoverRecord::default()),
             service_address: AddressStatus::default(),
             diverged_records: AtomicU64::new(0),
+            cold_restore: Mutex::new(None),
             resync: watch::Sender::new(None),
         }
     }
@@ -311,6 +314,26 @@ impl Replication {
         self.diverged_records.fetch_add(records, Ordering::Relaxed);
     }
 
+    /// Records the cold takeover's rebuild at start (`failover::cold::prepare`); the
+    /// detection from before the restart counts for the failover this node completes now.
+    pub fn record_cold_restore(&self, restored: crate::failover::cold::Restored) {
+        *self.cold_restore.lock() = Some(restored);
+        if restored.detected_unix_ms != 0 {
+            self.failover.lock().pending_detection_unix_ms = Some(restored.detected_unix_ms);
+        }
+    }
+
+    /// When this standby's detector declared the active dead, if it did and this node has
+    /// not been promoted since.
+    pub fn pending_detection_unix_ms(&self) -> Option<u64> {
+        self.failover.lock().pending_detection_unix_ms
+    }
+
+    /// The cold takeover's rebuild this process started with, if any.
+    pub fn cold_restore(&self) -> Option<crate::failover::cold::Restored> {
+        *self.cold_restore.lock()
+    }
+
     /// Records saved aside at the last rejoin of this process.
     pub fn diverged_records(&self) -> u64 {
         self.diverged_records.load(Ordering::Relaxed)
@@ -358,6 +381,11 @@ impl Replication {
     /// The ack mode, for an active cluster member.
     pub fn ack_mode(&self) -> Option<AckMode> {
         self.cluster.as_ref().map(|cluster| cluster.ack_mode)
+    }
+
+    /// Hot or cold (hot outside a cluster: there is no standby to restore).
+    pub fn standby_kind(&self) -> crate::config::StandbyKind {
+        self.cluster.as_ref().map_or(crate::config::StandbyKind::Hot, |cluster| cluster.standby)
     }
 
     /// Active: the highest index the standby acknowledged as durable.

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::handshake;
 use super::wire::{self, Message, PeerReader};
 use super::Role;
+use crate::config::StandbyKind;
 use crate::db::unix_ms;
 use crate::failover::detector::Verdict;
 use crate::limits;
@@ -167,7 +168,12 @@ async fn agree_on_start(
             probe = 0;
             0
         });
-        let catch_up = Message::CatchUpFrom { epoch: shared.db.epoch(), index: probe + 1, prev_epoch };
+        let (epoch, index) = (shared.db.epoch(), probe + 1);
+        let catch_up = if shared.replication.standby_kind() == StandbyKind::Cold {
+            Message::Watch { epoch, index, prev_epoch }
+        } else {
+            Message::CatchUpFrom { epoch, index, prev_epoch }
+        };
         wire::send(write_half, &catch_up, &mut BytesMut::new()).await.map_err(|error| error.to_string())?;
         let reply = match tokio::time::timeout(timeout, reader.next(read_half)).await {
             Ok(Ok(reply)) => reply,

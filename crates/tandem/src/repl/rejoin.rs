@@ -55,6 +55,17 @@ pub struct Prepared {
     pub diverged_file: Option<PathBuf>,
     /// Checkpoints past the common point, moved aside.
     pub checkpoints_moved: usize,
+    /// The active's epoch when they compared.
+    pub epoch: u64,
+    /// The log and checkpoints were replaced by the active's snapshot.
+    pub replaced: bool,
+}
+
+impl Prepared {
+    /// Whether the log lost records or was replaced: an archive of it no longer matches it.
+    pub fn rewrote_log(&self) -> bool {
+        self.replaced || self.diverged_records > 0 || self.checkpoints_moved > 0
+    }
 }
 
 /// Writes the marker atomically (temporary file, fsync, rename, directory fsync).
@@ -70,20 +81,39 @@ pub fn write_marker(data_dir: &Path, marker: Marker) -> std::io::Result<()> {
 
 /// Reads the marker, if a rejoin is pending.
 pub fn read_marker(data_dir: &Path) -> anyhow::Result<Option<Marker>> {
-    let path = data_dir.join(MARKER_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    let Some(marker) = MarkerText::read(&data_dir.join(MARKER_FILE))? else {
+        return Ok(None);
     };
-    let field = |name: &str| -> anyhow::Result<u64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|value| value.trim().parse().ok())
-            .with_context(|| format!("{} has no valid `{name}=`; remove it to start without rejoining", path.display()))
-    };
+    let field = |name: &str| marker.field(name, "remove it to start without rejoining");
+    let text = &marker.text;
     let snapshot = text.lines().any(|line| line.trim() == "snapshot=1");
     Ok(Some(Marker { common_index: field("common_index")?, epoch: field("epoch")?, snapshot }))
+}
+
+/// A marker file's `name=value` lines (this module's, and the cold takeover's).
+pub(crate) struct MarkerText {
+    path: PathBuf,
+    text: String,
+}
+
+impl MarkerText {
+    /// The marker at `path`; `None` if there is none.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Option<MarkerText>> {
+        match fs::read_to_string(path) {
+            Ok(text) => Ok(Some(MarkerText { path: path.to_path_buf(), text })),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// The number after `name=`; the error names the file and says what to do (`advice`).
+    pub(crate) fn field(&self, name: &str, advice: &str) -> anyhow::Result<u64> {
+        self.text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|value| value.trim().parse().ok())
+            .with_context(|| format!("{} has no valid `{name}=`; {advice}", self.path.display()))
+    }
 }
 
 /// Carries out a pending rejoin before the database opens: saves the records after the
@@ -115,6 +145,8 @@ pub fn prepare(data_dir: &Path, options: &LogOptions) -> anyhow::Result<Option<P
         diverged_records,
         diverged_file: (diverged_records > 0).then_some(diverged_file),
         checkpoints_moved,
+        epoch: marker.epoch,
+        replaced: false,
     };
     tracing::warn!(
         common_index = prepared.common_index,
@@ -153,11 +185,18 @@ fn install_snapshot(data_dir: &Path, marker: Marker) -> anyhow::Result<Prepared>
     let marker_path = data_dir.join(MARKER_FILE);
     fs::remove_file(&marker_path).with_context(|| format!("removing {}", marker_path.display()))?;
     sync_directory(data_dir)?;
-    Ok(Prepared { common_index: marker.common_index, diverged_records: 0, diverged_file: None, checkpoints_moved: 0 })
+    Ok(Prepared {
+        common_index: marker.common_index,
+        diverged_records: 0,
+        diverged_file: None,
+        checkpoints_moved: 0,
+        epoch: marker.epoch,
+        replaced: true,
+    })
 }
 
 /// Moves every file of `from` (but the log's lock file) into `to`; returns how many.
-fn move_files(from: &Path, to: &Path) -> anyhow::Result<usize> {
+pub(crate) fn move_files(from: &Path, to: &Path) -> anyhow::Result<usize> {
     let Ok(entries) = fs::read_dir(from) else {
         return Ok(0);
     };
@@ -248,7 +287,7 @@ fn move_checkpoints_after(data_dir: &Path, marker: Marker) -> anyhow::Result<usi
     Ok(moved)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = fs::File::create(&temporary)?;
     file.write_all(bytes)?;
@@ -257,7 +296,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_directory(path.parent().expect("a file in a directory")).map_err(std::io::Error::other)
 }
 
-fn sync_directory(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn sync_directory(dir: &Path) -> anyhow::Result<()> {
     fs::File::open(dir)
         .and_then(|directory| directory.sync_all())
         .with_context(|| format!("fsync of directory {}", dir.display()))

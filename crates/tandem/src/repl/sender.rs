@@ -87,6 +87,7 @@ async fn serve_peer(mut socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>
         generation,
         next: LogIndex(0),
         log: None,
+        watch: false,
     };
     let ended = session.run().await;
     if shared.replication.is_current_session(generation) {
@@ -109,6 +110,8 @@ struct Session<'a> {
     next: LogIndex,
     /// The log reader positioned at `next`, once opened.
     log: Option<LogReader>,
+    /// A cold standby's session (`Watch`): heartbeats only, no records.
+    watch: bool,
 }
 
 impl Session<'_> {
@@ -120,9 +123,13 @@ impl Session<'_> {
         };
         let last = self.shared.db.last_index();
         self.next = LogIndex(start.max(1));
-        tracing::info!(from = self.next.0, last = last.0, "standby session: catching up");
         replication.reset_detector();
-        replication.set_standby_connected(true);
+        if self.watch {
+            tracing::info!(last = last.0, "cold standby session: heartbeats only");
+        } else {
+            tracing::info!(from = self.next.0, last = last.0, "standby session: catching up");
+            replication.set_standby_connected(true);
+        }
         let heartbeat = Duration::from_millis(self.heartbeat_ms());
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -142,7 +149,7 @@ impl Session<'_> {
                     }
                     Err(error) => return self.rejected(error.to_string()),
                 },
-                _ = progress.wait_written(next) => {
+                _ = progress.wait_written(next), if !self.watch => {
                     if let Err(reason) = self.ship().await {
                         return reason;
                     }
@@ -167,19 +174,25 @@ impl Session<'_> {
         }
     }
 
-    /// Reads `CatchUpFrom` until the standby asks from an index where both logs agree
-    /// (answering `Diverged` to the others); returns that index.
+    /// Reads `CatchUpFrom` (or a cold standby's `Watch`) until the standby asks from an
+    /// index where both logs agree (answering `Diverged` to the others); returns that index.
     async fn agree_on_start(&mut self) -> Result<u64, Ended> {
         let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
         for _ in 0..limits::DIVERGENCE_PROBES_MAX {
             let (index, prev_epoch) = match tokio::time::timeout(timeout, self.reader.next(&mut self.read_half)).await {
-                Ok(Ok(Message::CatchUpFrom { epoch, .. })) if epoch > self.shared.db.epoch() => {
+                Ok(Ok(Message::CatchUpFrom { epoch, .. } | Message::Watch { epoch, .. }))
+                    if epoch > self.shared.db.epoch() =>
+                {
                     // This node was paused or cut off while the standby moved on: it is stale.
                     let reason =
                         format!("the standby is at epoch {epoch}, ahead of this node's {}", self.shared.db.epoch());
                     return Err(self.reject(reason).await);
                 }
                 Ok(Ok(Message::CatchUpFrom { index, prev_epoch, .. })) => (index.max(1), prev_epoch),
+                Ok(Ok(Message::Watch { index, prev_epoch, .. })) => {
+                    self.watch = true;
+                    (index.max(1), prev_epoch)
+                }
                 Ok(Ok(other)) => return Err(self.reject(format!("expected CatchUpFrom, got {}", other.name())).await),
                 Ok(Err(error)) => return Err(self.rejected(error.to_string())),
                 Err(_) => return Err("no CatchUpFrom after the handshake".into()),
@@ -205,6 +218,12 @@ impl Session<'_> {
                     wire::send(&mut self.write_half, &message, &mut self.scratch)
                         .await
                         .map_err(|error| error.to_string())?;
+                }
+                Err(error) if self.watch => {
+                    // A cold standby receives no records: nothing to catch up, and no way to
+                    // compare below this log's start. It restores from the archive if promoted.
+                    tracing::warn!(%error, asked = index, "cannot compare the cold standby's log with this one");
+                    return Ok(index);
                 }
                 Err(error) => return Err(self.unavailable(error).await),
             }
@@ -237,6 +256,8 @@ impl Session<'_> {
         }
         replication.peer_heard();
         match message {
+            // A cold standby's acknowledgements say only that it is alive.
+            Message::Ack { .. } if self.watch => Ok(()),
             Message::Ack { durable_index, .. } => {
                 if durable_index >= self.next.0 {
                     let reason = format!("acknowledges index {durable_index}, but only {} were sent", self.next.0 - 1);

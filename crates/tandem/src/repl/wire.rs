@@ -95,6 +95,10 @@ pub enum Message {
     Ack { epoch: u64, durable_index: u64 },
     /// Either way, every `heartbeat_ms`: I am alive, and my last index.
     Heartbeat { epoch: u64, sent_at_ms: u64, last_index: u64 },
+    /// A cold standby → active, instead of `CatchUpFrom` (same fields, same agreement
+    /// probing): send heartbeats only, no records. It finds divergence as a hot standby
+    /// does, and learns the active's last index from its heartbeats.
+    Watch { epoch: u64, index: u64, prev_epoch: u64 },
 }
 
 impl Message {
@@ -108,7 +112,8 @@ impl Message {
             | Message::SnapshotEnd { epoch }
             | Message::Records { epoch, .. }
             | Message::Ack { epoch, .. }
-            | Message::Heartbeat { epoch, .. } => Some(*epoch),
+            | Message::Heartbeat { epoch, .. }
+            | Message::Watch { epoch, .. } => Some(*epoch),
             _ => None,
         }
     }
@@ -129,6 +134,7 @@ impl Message {
             Message::Records { .. } => "Records",
             Message::Ack { .. } => "Ack",
             Message::Heartbeat { .. } => "Heartbeat",
+            Message::Watch { .. } => "Watch",
         }
     }
 }

@@ -178,6 +178,9 @@ fn persistence(shared: &Shared, text: &mut String) {
     line(text, "log_bytes_appended", shared.db.log_bytes());
     line(text, "changes_since_start", shared.db.changes());
     crate::checkpoint::commands::info(shared, text);
+    for (key, value) in crate::archive::info_fields(shared.db.last_index().0) {
+        line(text, key, value);
+    }
 }
 
 fn stats(shared: &Shared, text: &mut String) {
@@ -244,10 +247,17 @@ fn replication(shared: &Shared, text: &mut String) {
     let failover = replication.failover_record();
     line(text, "tandem_failovers", failover.failovers);
     line(text, "tandem_diverged_records", replication.diverged_records());
+    line(text, "tandem_standby_kind", cluster.standby.as_str());
+    if let Some(restored) = replication.cold_restore() {
+        line(text, "tandem_cold_restored_index", restored.restored_index);
+        line(text, "tandem_cold_heard_index", restored.heard_index);
+        line(text, "tandem_cold_lost_records_at_least", restored.lost_records_at_least);
+        line(text, "tandem_cold_restore_ms", restored.elapsed_ms);
+    }
     line(text, "tandem_last_failover_detected_unix_ms", failover.detected_unix_ms);
     line(text, "tandem_last_failover_promoted_unix_ms", failover.promoted_unix_ms);
     let address = &replication.service_address;
-    line(text, "tandem_service_address", cluster.service_address.map(|a| a.to_string()).unwrap_or_default());
+    line(text, "tandem_service_address", cluster.service_endpoint().map(|a| a.to_string()).unwrap_or_default());
     line(text, "tandem_service_address_bound", u8::from(address.is_bound()));
     line(text, "tandem_service_address_bound_unix_ms", address.bound_unix_ms());
     line(text, "tandem_service_address_released_unix_ms", address.released_unix_ms());
@@ -287,7 +297,7 @@ fn parameters(shared: &Shared) -> Vec<(&'static str, String)> {
         ("dir", config.data_dir.display().to_string()),
         ("appendonly", "yes".into()),
         ("appendfsync", config.appendfsync.to_string()),
-        ("save", String::new()),
+        ("save", save_points(&config.checkpoint)),
         ("databases", "1".into()),
         ("maxmemory", shared.runtime.maxmemory_bytes.load(Ordering::Relaxed).to_string()),
         ("maxmemory-policy", "noeviction".into()),
@@ -301,6 +311,20 @@ fn parameters(shared: &Shared) -> Vec<(&'static str, String)> {
         ("replica-read-only", "yes".into()),
         ("replica-serve-stale-data", if shared.replication.refuses_reads() { "no" } else { "yes" }.into()),
     ]
+}
+
+/// The checkpoint schedule as Redis's `save` parameter: `<seconds> <changes>` pairs, the
+/// full checkpoint's first, then the incremental's (a pair whose seconds are 0 is off).
+fn save_points(checkpoint: &crate::config::CheckpointConfig) -> String {
+    [
+        (checkpoint.full_seconds, checkpoint.full_changes),
+        (checkpoint.incremental_seconds, checkpoint.incremental_changes),
+    ]
+    .iter()
+    .filter(|(seconds, _)| *seconds > 0)
+    .map(|(seconds, changes)| format!("{seconds} {changes}"))
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// `CONFIG GET pattern…`, `CONFIG SET name value…`, `CONFIG RESETSTAT`.

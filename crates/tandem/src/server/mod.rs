@@ -88,6 +88,11 @@ impl Shared {
         self.restart.store(true, Ordering::Release);
         self.request_shutdown();
     }
+
+    /// Whether a restart was asked for (the node is on its way down).
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(Ordering::Acquire)
+    }
 }
 
 /// Accepts clients until shutdown, one task each.

@@ -83,11 +83,22 @@ impl Cluster {
         Cluster::start_with_members(extra, true, Some(member_fields))
     }
 
+    /// Starts a witness and two data nodes with the control plane, with `top_level` (a
+    /// section such as `[archive]`, where `{node}` becomes the node's id) in each data
+    /// node's file before its `[cluster]` section.
+    pub fn start_with_sections(extra: &str, top_level: &str) -> Cluster {
+        Cluster::start_with_members_and(extra, true, None, top_level)
+    }
+
     fn start_with(extra: &str, control_plane: bool) -> Cluster {
         Cluster::start_with_members(extra, control_plane, None)
     }
 
     fn start_with_members(extra: &str, control_plane: bool, admin: Option<[&str; 2]>) -> Cluster {
+        Cluster::start_with_members_and(extra, control_plane, admin, "")
+    }
+
+    fn start_with_members_and(extra: &str, control_plane: bool, admin: Option<[&str; 2]>, top_level: &str) -> Cluster {
         let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
         let admin_ports: Vec<Option<u16>> = (0..3).map(|_| admin.map(|_| free_port())).collect();
@@ -136,7 +147,9 @@ impl Cluster {
                 let config = dir.join("tandem.toml");
                 // With member admin addresses the admin endpoint listens there; else none.
                 let admin_port_line = if admin.is_some() { "" } else { "admin_port = 0\n" };
-                std::fs::write(&config, format!("{admin_port_line}[cluster]\nnode_id = {id}\n{section}")).unwrap();
+                let top_level = top_level.replace("{node}", &id.to_string());
+                std::fs::write(&config, format!("{admin_port_line}{top_level}\n[cluster]\nnode_id = {id}\n{section}"))
+                    .unwrap();
                 let (port, peer_port) = ports[id as usize - 1];
                 let admin_port = admin_ports[id as usize - 1];
                 Node { id, child: None, port, peer_port, admin_port, data_dir: dir.join("data"), config, dir, runs: 0 }

@@ -1,0 +1,243 @@
+//! Shipping to stable storage: a data node copies its durable log records and its
+//! checkpoints into an archive directory (typically a mounted network volume), from
+//! which `tandem restore --from` — and the cold standby — rebuild a data directory.
+//!
+//! Follow a shipped record:
+//! * [`shipper`] — the background task: every `archive.interval_ms` it copies new
+//!   checkpoints and the records that became durable since the last pass into archive
+//!   files (temporary file, fsync, rename, directory fsync, read back and checked), then
+//!   rewrites the manifest; errors are counted, reported and retried with backoff, never
+//!   seen by clients. [`Status`] is what INFO, `/metrics` and `tandem status` show.
+//! * [`segment`] — archived segment files: the log's own segment format (pure).
+//! * [`manifest`] — the list of archived files, written atomically and always last.
+//! * [`verify`] — `tandem archive verify`: every checksum, the manifest's continuity,
+//!   the last consistent index.
+//! * [`restore`] — `tandem restore --from`: rebuilds a data directory from the archive,
+//!   up to the newest consistent point or exactly to a given index or time.
+//! * [`cli`] — the two commands' output and progress bar.
+//!
+//! Invariants (each one is tested in `tests/archive.rs`):
+//! * the archive is always a restorable prefix: the manifest names only files that were
+//!   complete, durable and checked before it was written;
+//! * only durable records are shipped, so the archive never holds a record a crash of the
+//!   node could take back;
+//! * a damaged archive file is detected by its checksum; restore stops at the last
+//!   consistent point and says so, never loads it.
+
+pub mod cli;
+pub mod manifest;
+pub mod restore;
+pub mod segment;
+pub mod shipper;
+pub mod verify;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub use manifest::Manifest;
+pub use restore::{rebuild, Rebuilt, Target};
+
+/// What the shipper has done, shared with INFO, `/metrics` and `/status`.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// The newest log index the archive's manifest holds.
+    pub last_shipped_index: AtomicU64,
+    /// When the shipper last had every record that was durable at the start of its pass
+    /// archived (Unix ms); the lag in seconds counts from here.
+    pub caught_up_unix_ms: AtomicU64,
+    /// Failed passes since start.
+    pub errors: AtomicU64,
+    /// The last pass's error, if it failed.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// A consistent reading of [`Status`] against the log's last index.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The newest log index archived.
+    pub last_index: u64,
+    /// Records in the log and not yet in the archive (the cold-standby recovery point).
+    pub lag_records: u64,
+    /// Seconds since the archive last held everything durable (0 when nothing lags).
+    pub lag_seconds: u64,
+    /// Failed passes since start.
+    pub errors: u64,
+    /// `ok`, or `err: <the last error>`.
+    pub status: String,
+}
+
+impl Status {
+    /// The status as of `now_ms`, with the log at `log_last_index`.
+    pub fn snapshot(&self, log_last_index: u64, now_ms: u64) -> Snapshot {
+        let last_index = self.last_shipped_index.load(Ordering::Acquire);
+        let lag_records = log_last_index.saturating_sub(last_index);
+        let caught_up = self.caught_up_unix_ms.load(Ordering::Acquire);
+        let lag_seconds = if lag_records == 0 { 0 } else { now_ms.saturating_sub(caught_up) / 1000 };
+        let status = match &*self.last_error.lock() {
+            None => "ok".to_string(),
+            Some(error) => format!("err: {error}"),
+        };
+        Snapshot { last_index, lag_records, lag_seconds, errors: self.errors.load(Ordering::Relaxed), status }
+    }
+}
+
+/// The running shipper's status. A process runs at most one node, hence one shipper;
+/// a process-wide slot lets INFO and `/status` find it without a field in `Shared`.
+static CURRENT: Mutex<Option<Arc<Status>>> = Mutex::new(None);
+
+/// The status of this process's shipper, if one runs.
+pub fn current() -> Option<Arc<Status>> {
+    CURRENT.lock().clone()
+}
+
+/// Makes `status` the one `current` returns.
+pub(crate) fn install(status: Arc<Status>) {
+    *CURRENT.lock() = Some(status);
+}
+
+/// Sets the archive gauges from the shipper's status and the log's last index (at scrape time).
+pub fn publish_metrics(log_last_index: u64) {
+    let Some(status) = current() else { return };
+    let snapshot = status.snapshot(log_last_index, crate::db::unix_ms());
+    metrics::gauge!("tandem_archive_last_shipped_index").set(snapshot.last_index as f64);
+    metrics::gauge!("tandem_archive_lag_records").set(snapshot.lag_records as f64);
+    metrics::gauge!("tandem_archive_lag_seconds").set(snapshot.lag_seconds as f64);
+    metrics::counter!("tandem_archive_errors_total").absolute(snapshot.errors);
+}
+
+/// INFO persistence fields: `archive_last_index`, `archive_lag_records`,
+/// `archive_lag_seconds`, `archive_errors`, `archive_status` (none without a shipper).
+pub fn info_fields(log_last_index: u64) -> Vec<(&'static str, String)> {
+    let Some(status) = current() else { return Vec::new() };
+    let snapshot = status.snapshot(log_last_index, crate::db::unix_ms());
+    vec![
+        ("archive_last_index", snapshot.last_index.to_string()),
+        ("archive_lag_records", snapshot.lag_records.to_string()),
+        ("archive_lag_seconds", snapshot.lag_seconds.to_string()),
+        ("archive_errors", snapshot.errors.to_string()),
+        ("archive_status", snapshot.status.replace(['\r', '\n'], " ")),
+    ]
+}
+
+/// Size of the buffer files are copied and checksummed through.
+const COPY_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Copies `source` to `destination` durably: into `destination.tmp`, fsync, rename,
+/// fsync of the directory; then reads the copy back and checks its CRC32C against the
+/// bytes read from `source`. Returns (bytes, crc32c).
+pub fn copy_durably(source: &Path, destination: &Path) -> anyhow::Result<(u64, u32)> {
+    let file = File::open(source).map_err(|error| anyhow::anyhow!("open {}: {error}", source.display()))?;
+    copy_open_file_durably(&file, source, destination)
+}
+
+/// `copy_durably` from a file already open (`source` names it in errors).
+pub fn copy_open_file_durably(file: &File, source: &Path, destination: &Path) -> anyhow::Result<(u64, u32)> {
+    use anyhow::Context;
+    use std::os::unix::fs::FileExt;
+    let temporary = temporary_path(destination);
+    let copied = (|| -> anyhow::Result<(u64, u32)> {
+        let mut output = File::create(&temporary).with_context(|| format!("create {}", temporary.display()))?;
+        let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+        let (mut bytes, mut checksum) = (0u64, 0u32);
+        loop {
+            let read = file.read_at(&mut buffer, bytes).with_context(|| format!("read {}", source.display()))?;
+            if read == 0 {
+                break;
+            }
+            output.write_all(&buffer[..read]).with_context(|| format!("write {}", temporary.display()))?;
+            checksum = crc32c::crc32c_append(checksum, &buffer[..read]);
+            bytes += read as u64;
+        }
+        output.sync_all().with_context(|| format!("fsync {}", temporary.display()))?;
+        Ok((bytes, checksum))
+    })();
+    let published = copied.and_then(|copied| publish(&temporary, destination).map(|()| copied));
+    let (bytes, checksum) = match published {
+        Ok(copied) => copied,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(error);
+        }
+    };
+    check_copy(destination, bytes, checksum)?;
+    Ok((bytes, checksum))
+}
+
+/// The whole contents of an open file, read from its start.
+pub fn read_whole(file: &File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let length = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+    let mut bytes = vec![0u8; length];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `destination` durably (temporary, fsync, rename, directory fsync),
+/// then reads it back and checks it. Returns its CRC32C.
+pub fn write_durably(destination: &Path, bytes: &[u8]) -> anyhow::Result<u32> {
+    let temporary = temporary_path(destination);
+    let written = manifest::write_durably(&temporary, bytes)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| publish(&temporary, destination));
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
+    let checksum = crc32c::crc32c(bytes);
+    check_copy(destination, bytes.len() as u64, checksum)?;
+    Ok(checksum)
+}
+
+fn temporary_path(destination: &Path) -> std::path::PathBuf {
+    let mut name = destination.file_name().unwrap_or_default().to_os_string();
+    name.push(manifest::TEMPORARY_SUFFIX);
+    destination.with_file_name(name)
+}
+
+fn publish(temporary: &Path, destination: &Path) -> anyhow::Result<()> {
+    std::fs::rename(temporary, destination)
+        .map_err(|error| anyhow::anyhow!("rename {}: {error}", temporary.display()))?;
+    let dir = destination.parent().unwrap_or(Path::new("."));
+    manifest::sync_directory(dir)?;
+    Ok(())
+}
+
+/// Reads `path` back and checks its size and CRC32C.
+fn check_copy(path: &Path, bytes: u64, checksum: u32) -> anyhow::Result<()> {
+    let (found_bytes, found) = file_checksum(path)?;
+    anyhow::ensure!(
+        found_bytes == bytes && found == checksum,
+        "the copy {} reads back as {found_bytes} bytes with crc32c {found:08x}, expected {bytes} bytes with {checksum:08x}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// The size and CRC32C of a whole file.
+pub fn file_checksum(path: &Path) -> std::io::Result<(u64, u32)> {
+    let mut input = File::open(path)?;
+    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    let (mut bytes, mut checksum) = (0u64, 0u32);
+    loop {
+        let read = input.read(&mut buffer)?;
+        if read == 0 {
+            return Ok((bytes, checksum));
+        }
+        checksum = crc32c::crc32c_append(checksum, &buffer[..read]);
+        bytes += read as u64;
+    }
+}
+
+/// Reads every chunk and the footer of a checkpoint file (all checksums); returns its header.
+pub fn check_checkpoint(
+    path: &Path,
+) -> Result<crate::checkpoint::format::Header, crate::checkpoint::format::FormatError> {
+    let mut reader = crate::checkpoint::format::FileReader::open(path)?;
+    while reader.next_chunk()?.is_some() {}
+    Ok(reader.header().clone())
+}
