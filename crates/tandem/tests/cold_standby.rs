@@ -143,3 +143,29 @@ fn a_cold_standby_needs_async_acks_and_an_archive() {
     check(&format!("{}{}", archive_section(archive.path()), cluster("")), "cluster.ack_mode");
     check(&cluster("ack_mode = \"async\""), "[archive]");
 }
+
+#[test]
+fn a_cold_standby_takes_over_from_an_archive_that_ends_with_a_checkpoint() {
+    let archive = tempfile::tempdir().unwrap();
+    let cluster = cold_cluster(archive.path());
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let written = write_keys(&cluster.nodes[0], "checkpointed", 500);
+    let mut connection = cluster.nodes[0].connection();
+    let _: redis::Value = redis::cmd("CHECKPOINT").query(&mut connection).unwrap();
+    drop(connection);
+    // The checkpoint is shipped and the records it covers leave the archive: it ends with
+    // the checkpoint, not with a record.
+    poll_until(CONVERGE_TIMEOUT, "the archive ends with the checkpoint", || {
+        let manifest = std::fs::read_to_string(archive.path().join("node-1").join("MANIFEST")).unwrap_or_default();
+        manifest.contains("\"checkpoint\"") && persistence_field(&cluster.nodes[0], "archive_lag_records") == "0"
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut cluster = cluster;
+    cluster.nodes[0].kill9();
+    wait_active(&cluster, 1);
+    assert_eq!(missing(&cluster.nodes[1], &written), 0, "every archived write survives");
+    // One rebuild, then it serves: it does not rebuild again and again.
+    let stderr = cluster.nodes[1].stderr();
+    assert_eq!(stderr.matches("restarting to rebuild this node's data").count(), 1, "{stderr}");
+}

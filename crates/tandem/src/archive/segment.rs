@@ -60,6 +60,8 @@ pub fn encode_frame(buffer: &mut Vec<u8>, record: &Record) -> u32 {
 pub struct Frame {
     /// Its index.
     pub index: u64,
+    /// The epoch it was written in.
+    pub epoch: u64,
     /// Its timestamp, Unix ms (the log's `hlc` field).
     pub time_unix_ms: u64,
     /// CRC32C of its body.
@@ -145,7 +147,13 @@ fn decode_frame(bytes: &[u8], offset: usize, expected: u64) -> Result<Frame, Str
     if index != expected {
         return Err(format!("record index {index} where {expected} was expected"));
     }
-    Ok(Frame { index, time_unix_ms: u64_at(body, 16), body_crc32c: stored, bytes: offset..body_start + body_bytes })
+    Ok(Frame {
+        index,
+        epoch: u64_at(body, 8),
+        time_unix_ms: u64_at(body, 16),
+        body_crc32c: stored,
+        bytes: offset..body_start + body_bytes,
+    })
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> u32 {

@@ -54,6 +54,10 @@ pub struct DemoArgs {
     /// `--archive-interval-ms`): what was not shipped yet is lost, and counted.
     #[arg(long, value_enum, default_value_t = Standby::Hot)]
     pub standby: Standby,
+    /// Keys (100-byte values) written before the first round, then checkpointed (and, with a
+    /// cold standby, archived): the dataset a takeover has to restore.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub preload_keys: u64,
     /// With `--standby cold`: how often the active ships its log to the archive, ms.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub archive_interval_ms: u64,
@@ -391,6 +395,16 @@ async fn run_rounds(
     if !args.json {
         print_header(args, ack_mode, directory, &cluster, &target);
     }
+    if args.preload_keys > 0 {
+        let loaded = Instant::now();
+        workload::preload(cluster.client_address(active), args.preload_keys).await?;
+        if args.standby == Standby::Cold {
+            wait_archived(&cluster, active, args.archive_interval_ms).await?;
+        }
+        if !args.json {
+            println!("  preloaded {} keys in {} ms\n", args.preload_keys, loaded.elapsed().as_millis());
+        }
+    }
     for round in 1..=args.rounds {
         let outcome = run_round(args, round, &cluster, active, &target).await?;
         if !args.json {
@@ -446,6 +460,25 @@ fn print_header(args: &DemoArgs, ack_mode: AckMode, directory: &Path, cluster: &
         "  {} writers; {} rounds of {} ms load, then SIGKILL of the active\n",
         args.clients, args.rounds, args.load_ms
     );
+}
+
+/// Waits until the active's archive holds everything it wrote, and a little more for the
+/// checkpoint taken after the preload to be shipped too.
+async fn wait_archived(cluster: &LocalCluster, active: u32, interval_ms: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let info = Info::read_section(cluster.client_address(active), "persistence").await?;
+        if info.number("archive_lag_records") == Some(0) && info.text("archive_status") == "ok" {
+            tokio::time::sleep(Duration::from_millis(interval_ms * 2)).await;
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "node {active} did not archive the preloaded keys within {READY_TIMEOUT:?}: archive_status {}",
+            info.text("archive_status")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The service address when it leads to the active, else the nodes' own addresses.

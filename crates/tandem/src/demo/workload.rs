@@ -208,6 +208,34 @@ pub async fn audit(address: SocketAddr, acknowledged: &[(String, String)]) -> an
     Ok(audit)
 }
 
+/// Writes `keys` keys (`demo:preload:<n>`, 100-byte values) with `MSET` in batches, then
+/// takes a checkpoint so that a restore loads them rather than replaying them.
+pub async fn preload(address: SocketAddr, keys: u64) -> anyhow::Result<()> {
+    const BATCH: u64 = 1000;
+    let mut client = Client::connect(address, Duration::from_secs(30)).await?;
+    let value = [b'v'; 100];
+    let mut start = 0;
+    while start < keys {
+        let names: Vec<String> = (start..(start + BATCH).min(keys)).map(|n| format!("demo:preload:{n}")).collect();
+        let mut args: Vec<&[u8]> = vec![b"MSET"];
+        for name in &names {
+            args.push(name.as_bytes());
+            args.push(&value);
+        }
+        match client.call(&args).await? {
+            Frame::Simple(ok) if &ok[..] == b"OK" => {}
+            other => anyhow::bail!("preloading: MSET on {address} answered {other:?}"),
+        }
+        start += BATCH;
+    }
+    match client.call(&[b"CHECKPOINT"]).await? {
+        Frame::Error(error) => {
+            anyhow::bail!("preloading: CHECKPOINT on {address}: {}", String::from_utf8_lossy(&error))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `address` answers PING now.
 pub async fn answers_ping(address: SocketAddr) -> bool {
     let Ok(mut client) = Client::connect(address, Duration::from_millis(500)).await else { return false };

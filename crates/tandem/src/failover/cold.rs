@@ -60,6 +60,10 @@ pub fn takeover(shared: &Shared, epoch: u64) -> Takeover {
     if shared.restart_requested() {
         return Takeover::Restoring;
     }
+    if shared.replication.cold_restore().is_some_and(|restored| restored.epoch == epoch) {
+        // This process started from the rebuild for this very epoch: its data is the archive.
+        return Takeover::Ready;
+    }
     let Some(archive) = peer_archive(&shared.config) else {
         tracing::error!("a cold standby needs [archive] to take over; serving with its own data");
         return Takeover::Ready;
@@ -77,7 +81,7 @@ pub fn takeover(shared: &Shared, epoch: u64) -> Takeover {
             return Takeover::Restoring;
         }
     };
-    if holds_archive_end(shared, &manifest) {
+    if holds_archive_end(shared, &archive, &manifest) {
         tracing::info!(archived_index = manifest.last_index(), "this log holds the peer's whole archive; serving");
         return Takeover::Ready;
     }
@@ -101,33 +105,38 @@ pub fn takeover(shared: &Shared, epoch: u64) -> Takeover {
     Takeover::Restoring
 }
 
-/// Whether this node's log holds the archive's last record itself (same index, same
-/// bytes): then it has everything the peer archived. An archive that ends with a
-/// checkpoint rather than a record cannot be compared and is restored.
-fn holds_archive_end(shared: &Shared, manifest: &archive::manifest::Manifest) -> bool {
+/// Whether this node's log holds the archive's last record itself: then it has everything
+/// the peer archived. Compared by index and epoch (one writer per epoch: the same index
+/// and epoch is the same record), whether the archive ends with a record or a checkpoint.
+fn holds_archive_end(shared: &Shared, archive: &Path, manifest: &archive::manifest::Manifest) -> bool {
     let last = manifest.last_index();
     if last == 0 {
         return true;
     }
-    let Some(expected) =
-        manifest.segments.last().filter(|segment| segment.last_index == last).and_then(|s| s.last_record_crc32c)
-    else {
-        return false;
-    };
     if shared.db.last_index().0 < last {
         return false;
     }
-    let dir = crate::db::log_dir(&shared.config.data_dir);
-    let Ok(mut reader) = tandem_log::read_from(&dir, LogIndex(last), &shared.config.log_options()) else {
-        return false;
+    let own_epoch = if shared.db.last_index().0 == last {
+        Some(shared.db.last_record().1)
+    } else {
+        let dir = crate::db::log_dir(&shared.config.data_dir);
+        tandem_log::epoch_at(&dir, LogIndex(last), &shared.config.log_options()).ok().flatten().map(|epoch| epoch.0)
     };
-    match reader.next() {
-        Some(Ok(record)) if record.index.0 == last => {
-            let mut frame = Vec::new();
-            archive::segment::encode_frame(&mut frame, &record) == expected
-        }
-        _ => false,
+    own_epoch.is_some() && own_epoch == archived_epoch(archive, manifest)
+}
+
+/// The epoch of the archive's last record: from the last archived segment's last frame, or
+/// from the header of the checkpoint the archive ends with.
+fn archived_epoch(archive: &Path, manifest: &archive::manifest::Manifest) -> Option<u64> {
+    let last = manifest.last_index();
+    if let Some(segment) = manifest.segments.last().filter(|segment| segment.last_index == last) {
+        let bytes = std::fs::read(segment.path(archive)).ok()?;
+        let frame = archive::segment::parse(&bytes).frames.pop()?;
+        return (frame.index == last).then_some(frame.epoch);
     }
+    let checkpoint = manifest.checkpoints.iter().rfind(|entry| entry.last_index == last)?;
+    let reader = crate::checkpoint::format::FileReader::open(&checkpoint.path(archive)).ok()?;
+    Some(reader.header().epoch)
 }
 
 /// A pending rebuild: the epoch this node was made active in, and the active's last index
@@ -174,6 +183,8 @@ pub struct Restored {
     pub elapsed_ms: u64,
     /// When this node's detector had declared the active dead, before the restart (0: not known).
     pub detected_unix_ms: u64,
+    /// The epoch this node was made active in.
+    pub epoch: u64,
 }
 
 /// Carries out a pending rebuild before the database opens: the peer's archive is rebuilt
@@ -214,6 +225,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Option<Restored>> {
         lost_records_at_least: marker.heard_index.saturating_sub(rebuilt.last_index),
         elapsed_ms: started.elapsed().as_millis() as u64,
         detected_unix_ms: marker.detected_unix_ms,
+        epoch: marker.epoch,
     };
     tracing::warn!(
         restored_index = restored.restored_index,
