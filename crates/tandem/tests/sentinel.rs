@@ -1,6 +1,7 @@
 //! The Sentinel-compatible discovery endpoint with real processes (issue #5): a client
 //! that speaks Sentinel finds the active, follows it across a failover, and hears of the
-//! failover as `+switch-master`; replies have Sentinel's RESP2 and RESP3 shapes.
+//! failover as `+switch-master` — from the data nodes' endpoints and from the witness's
+//! alone; replies have Sentinel's RESP2 and RESP3 shapes.
 
 mod cluster_support;
 
@@ -30,6 +31,15 @@ fn cluster_with_sentinels(extra: &str) -> (Cluster, [u16; 2]) {
     let ports = [free_sentinel_port(), free_sentinel_port()];
     let fields = ports.map(|port| format!("sentinel = \"127.0.0.1:{port}\""));
     let cluster = Cluster::start_with_admin(extra, [&fields[0], &fields[1]]);
+    (cluster, ports)
+}
+
+/// A cluster whose three members (the witness too) have Sentinel endpoints; returns it and
+/// their ports (node 1, node 2, the witness).
+fn cluster_with_witness_sentinel(extra: &str) -> (Cluster, [u16; 3]) {
+    let ports = [free_sentinel_port(), free_sentinel_port(), free_sentinel_port()];
+    let fields = ports.map(|port| format!("sentinel = \"127.0.0.1:{port}\""));
+    let cluster = Cluster::start_with_admin_fields(extra, [&fields[0], &fields[1], &fields[2]]);
     (cluster, ports)
 }
 
@@ -158,11 +168,12 @@ fn python_with_redis() -> Option<String> {
     probe.status.success().then_some(python)
 }
 
-/// redis-py's `redis.sentinel.Sentinel`, in RESP2 and RESP3, discovers the active and writes to it.
+/// redis-py's `redis.sentinel.Sentinel`, in RESP2 and RESP3, discovers the active and writes
+/// to it. Arguments: the endpoints' ports, comma-separated; the active's client port.
 const REDIS_PY_SCRIPT: &str = r#"
 import sys
 from redis.sentinel import Sentinel
-sentinel_ports, expected = [int(port) for port in sys.argv[1:3]], int(sys.argv[3])
+sentinel_ports, expected = [int(port) for port in sys.argv[1].split(",")], int(sys.argv[2])
 for protocol in (2, 3):
     timeouts = {"socket_timeout": 2, "socket_connect_timeout": 2}
     sentinel = Sentinel([("127.0.0.1", port) for port in sentinel_ports], sentinel_kwargs=dict(timeouts, protocol=protocol), **timeouts)
@@ -184,13 +195,102 @@ fn redis_py_sentinel_finds_the_active_when_installed() {
     wait_active(&cluster, 0);
     wait_standby_joined(&cluster);
     poll_until(CONVERGE_TIMEOUT, "the endpoint names node 1", || master_addr(sentinels[0]).is_some());
-    let output = std::process::Command::new(python)
-        .args(["-c", REDIS_PY_SCRIPT])
-        .args([sentinels[0].to_string(), sentinels[1].to_string(), cluster.nodes[0].port.to_string()])
-        .output()
+    run_redis_py(&python, &sentinels, cluster.nodes[0].port);
+}
+
+/// Runs [`REDIS_PY_SCRIPT`] against the endpoints `sentinels`, expecting the active at `active_port`.
+fn run_redis_py(python: &str, sentinels: &[u16], active_port: u16) {
+    let ports: Vec<String> = sentinels.iter().map(u16::to_string).collect();
+    let mut child = std::process::Command::new(python)
+        .args(["-c", REDIS_PY_SCRIPT, &ports.join(","), &active_port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + CONVERGE_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.contains("ok"), "{stdout}{stderr}");
+}
+
+#[test]
+fn the_witness_endpoint_alone_finds_the_active_and_follows_a_failover() {
+    let (mut cluster, [first_sentinel, _, witness_sentinel]) = cluster_with_witness_sentinel("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let (first, second) = (cluster.nodes[0].port, cluster.nodes[1].port);
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint names node 1", || {
+        master_addr(witness_sentinel) == Some(("127.0.0.1".into(), first))
+    });
+    let mut socket = TcpStream::connect(("127.0.0.1", witness_sentinel)).unwrap();
+    assert_eq!(exchange(&mut socket, &["ROLE"]), "*2\r\n$8\r\nsentinel\r\n*1\r\n$6\r\ntandem\r\n");
+    let master = exchange(&mut socket, &["SENTINEL", "master", "tandem"]);
+    assert!(master.contains("$5\r\nflags\r\n$6\r\nmaster\r\n"), "{master}");
+    assert!(master.contains("$19\r\nnum-other-sentinels\r\n$1\r\n2\r\n"), "{master}");
+    let replicas = exchange(&mut socket, &["SENTINEL", "replicas", "tandem"]);
+    assert!(replicas.contains("slave") && replicas.contains(&second.to_string()), "{replicas}");
+    let others = exchange(&mut socket, &["SENTINEL", "sentinels", "tandem"]);
+    assert!(others.starts_with("*2\r\n") && others.contains(&first_sentinel.to_string()), "{others}");
+    let from_data_node =
+        exchange(&mut TcpStream::connect(("127.0.0.1", first_sentinel)).unwrap(), &["SENTINEL", "sentinels", "tandem"]);
+    assert!(
+        from_data_node.contains(&witness_sentinel.to_string()),
+        "the data nodes list the witness: {from_data_node}"
+    );
+
+    // redis-rs's Sentinel client, given the witness's endpoint only.
+    let mut sentinel =
+        redis::sentinel::Sentinel::build(vec![format!("redis://127.0.0.1:{witness_sentinel}/")]).unwrap();
+    let mut active = sentinel.master_for("tandem", None).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("through-the-witness").arg("1").query(&mut active).unwrap();
+    let python = python_with_redis();
+    if let Some(python) = &python {
+        run_redis_py(python, &[witness_sentinel], first);
+    }
+    let mut subscriber = sentinel_connection(witness_sentinel);
+    let mut subscriber = subscriber.as_pubsub();
+    subscriber.subscribe("+switch-master").unwrap();
+    subscriber.set_read_timeout(Some(CONVERGE_TIMEOUT)).unwrap();
+
+    cluster.nodes[0].kill9();
+    wait_active(&cluster, 1);
+    let message = subscriber.get_message().expect("a +switch-master message from the witness");
+    assert_eq!(message.get_channel_name(), "+switch-master");
+    assert_eq!(message.get_payload::<String>().unwrap(), format!("tandem 127.0.0.1 {first} 127.0.0.1 {second}"));
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint names node 2", || {
+        master_addr(witness_sentinel) == Some(("127.0.0.1".into(), second))
+    });
+    let mut active = sentinel.master_for("tandem", None).unwrap().get_connection().unwrap();
+    let value: String = redis::cmd("GET").arg("through-the-witness").query(&mut active).unwrap();
+    assert_eq!(value, "1");
+    match &python {
+        Some(python) => run_redis_py(python, &[witness_sentinel], second),
+        None => eprintln!("redis-py part skipped: no Python with the redis package (set TANDEM_PYTHON)"),
+    }
+}
+
+#[test]
+fn sentinel_failover_asked_of_the_witness_is_forwarded_to_the_active() {
+    let (cluster, [_, _, witness_sentinel]) = cluster_with_witness_sentinel("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let second = cluster.nodes[1].port;
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint names node 1", || master_addr(witness_sentinel).is_some());
+    let mut connection = sentinel_connection(witness_sentinel);
+    let _ = connection.set_read_timeout(Some(CONVERGE_TIMEOUT));
+    let reply: String = redis::cmd("SENTINEL").arg("FAILOVER").arg("tandem").query(&mut connection).unwrap();
+    assert_eq!(reply, "OK");
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint names node 2", || {
+        master_addr(witness_sentinel) == Some(("127.0.0.1".into(), second))
+    });
+    wait_active(&cluster, 1);
 }
 
 #[test]

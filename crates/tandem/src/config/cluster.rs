@@ -144,7 +144,8 @@ pub struct Member {
     pub control: Option<std::net::SocketAddr>,
     /// Preference for the active role (higher wins) when `preempt` is on; data members only.
     pub priority: u8,
-    /// Where its Sentinel-compatible discovery endpoint listens, if any; data members only.
+    /// Where its Sentinel-compatible discovery endpoint listens, if any (data members and
+    /// the witness).
     pub sentinel: Option<std::net::SocketAddr>,
 }
 
@@ -500,12 +501,6 @@ impl MemberFile {
         let priority = self.priority.unwrap_or(limits::MEMBER_PRIORITY_DEFAULT);
         let sentinel = address("sentinel", self.sentinel)?;
         if let Some(sentinel) = sentinel {
-            if role == MemberRole::Witness {
-                return Err(invalid(
-                    field,
-                    format!("member {id}: a witness has no sentinel address (it holds no data)"),
-                ));
-            }
             if sentinel.port() == 0 {
                 return Err(invalid(
                     field,

@@ -336,7 +336,8 @@ impl StandAside {
 }
 
 /// Runs `tandem witness`: a control-group member that votes and stores the control log,
-/// never campaigns and never holds data, until SIGTERM or SIGINT.
+/// never campaigns and never holds data, until SIGTERM or SIGINT; with a `sentinel`
+/// address it also serves the Sentinel-compatible endpoint there.
 pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let config = control_config(&cluster, &data_dir);
     let control = ControlNode::start(config).await.context("starting the witness's control-plane member")?;
@@ -349,6 +350,8 @@ pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::R
         ),
         None => None,
     };
+    let (stop_sentinel, sentinel_stopped) = tokio::sync::watch::channel(false);
+    let sentinel = crate::sentinel::witness::start(&cluster, control.clone(), sentinel_stopped).await?;
     tracing::info!(node = cluster.node_id, data_dir = %data_dir.display(), "witness ready");
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -359,6 +362,11 @@ pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::R
     }
     if let Some(admin) = admin {
         admin.stop().await;
+    }
+    // Its connections hold `control`: they end before the control member shuts down.
+    let _ = stop_sentinel.send(true);
+    if let Some(sentinel) = sentinel {
+        let _ = sentinel.await;
     }
     match Arc::try_unwrap(control) {
         Ok(control) => control.shutdown().await,

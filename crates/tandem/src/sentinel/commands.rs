@@ -35,7 +35,7 @@ pub struct View {
     pub replica: DataNode,
     /// Whether the replica holds every acknowledged write (in sync with the active).
     pub replica_in_sync: bool,
-    /// The other data nodes' Sentinel endpoints.
+    /// The other members' Sentinel endpoints (data nodes and the witness).
     pub other_sentinels: Vec<SocketAddr>,
     /// Whether the control plane has a leader: failover can be authorized.
     pub has_leader: bool,

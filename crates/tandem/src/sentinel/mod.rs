@@ -1,17 +1,24 @@
-//! A Redis-Sentinel-compatible discovery endpoint on each data node (issue #5): clients
-//! that know Sentinel ask it for the active's address (`SENTINEL
+//! A Redis-Sentinel-compatible discovery endpoint on each data node and the witness (issue
+//! #5): clients that know Sentinel ask it for the active's address (`SENTINEL
 //! get-master-addr-by-name`) and learn of failovers from `+switch-master` messages.
 //! It answers from the replicated control state; it never decides anything itself.
 //!
 //! * [`commands`] — the replies, pure: a [`commands::View`] in, a frame out.
-//! * this file — the listener, one task per connection, the view of the cluster and
-//!   the task that publishes `+switch-master` whenever the active changes.
+//! * [`source`] — what an endpoint serves from ([`source::Source`]), and the pure view.
+//! * [`data_node`], [`witness`] — the two sources: a data node's state, the witness's
+//!   control-plane member.
+//! * this file — the listener, one task per connection and the task that publishes
+//!   `+switch-master` whenever the active changes.
 //!
-//! Limits: at most [`CONNECTIONS_MAX`] connections, requests bounded by the client
-//! plane's RESP limits and `client_query_buffer_limit`, at most [`MESSAGES_QUEUED_MAX`]
-//! unread messages per subscriber (a slower one skips messages, as a lagging reader).
+//! Limits: at most [`CONNECTIONS_MAX`] connections, requests bounded by the source's
+//! [`source::RequestLimits`] (a data node's client-port limits), at most
+//! [`MESSAGES_QUEUED_MAX`] unread messages per subscriber (a slower one skips messages, as
+//! a lagging reader).
 
 pub mod commands;
+pub mod data_node;
+pub mod source;
+pub mod witness;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,11 +28,10 @@ use tandem_resp::{parse_request, Frame, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinSet;
 
-use crate::config::{ClusterConfig, MemberRole};
-use crate::repl::Role;
 use crate::server::Shared;
-use commands::{DataNode, View};
+use source::Source;
 
 /// The master name when `cluster.sentinel_master_name` is not given.
 pub const MASTER_NAME_DEFAULT: &str = "tandem";
@@ -36,16 +42,24 @@ pub const MESSAGES_QUEUED_MAX: usize = 64;
 /// The channel failovers are announced on.
 const SWITCH_MASTER: &[u8] = b"+switch-master";
 
-/// Serves the Sentinel endpoint until shutdown.
+/// Serves a data node's Sentinel endpoint until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    serve_from(listener, Arc::new(data_node::DataNodeSource::new(shared))).await
+}
+
+/// Serves the endpoint from `source` until its shutdown; returns once every task it started
+/// (connections, the publisher) ended, so that the caller may take back what `source` holds.
+pub async fn serve_from<S: Source>(listener: TcpListener, source: Arc<S>) {
     let (messages, _) = broadcast::channel(MESSAGES_QUEUED_MAX);
-    tokio::spawn(publish_switches(shared.clone(), messages.clone()));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(publish_switches(source.clone(), messages.clone()));
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = source.shutdown();
     loop {
+        while tasks.try_join_next().is_some() {}
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let mut socket = match accepted {
             Ok((socket, _)) => socket,
@@ -59,85 +73,36 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
             continue;
         };
-        let (shared, messages) = (shared.clone(), messages.subscribe());
-        tokio::spawn(async move {
-            if let Err(error) = Connection::new(&shared).run(socket, &shared, messages).await {
+        let (source, messages) = (source.clone(), messages.subscribe());
+        tasks.spawn(async move {
+            if let Err(error) = Connection::new(&*source).run(socket, &*source, messages).await {
                 tracing::debug!(%error, "sentinel connection closed");
             }
             drop(permit);
         });
     }
-}
-
-/// The cluster as the endpoint reports it now.
-pub fn view(shared: &Shared) -> Option<View> {
-    let cluster = shared.config.cluster.as_ref()?;
-    let data_node = |id: u32| {
-        let member = cluster.member(id).filter(|member| member.role == MemberRole::Data)?;
-        Some(DataNode { id, client: member.client? })
-    };
-    // With a control plane its replicated state names the active; with static roles this
-    // node knows only its own role.
-    let control = shared.replication.control().map(|control| {
-        let has_leader = control.metrics().borrow().current_leader.is_some();
-        (control.state(), has_leader)
-    });
-    let active = match &control {
-        Some((state, _)) => state.active.map(|id| id as u32),
-        None if shared.replication.role() == Role::Active => Some(cluster.node_id),
-        None => Some(cluster.peer_data_member().id),
-    };
-    let active = active.and_then(data_node);
-    let master = active.or_else(|| data_node(cluster.initial_active))?;
-    let replica_id = data_ids(cluster).into_iter().find(|id| *id != master.id)?;
-    let replica_in_sync = match &control {
-        Some((state, _)) => state.in_sync.contains(&u64::from(replica_id)),
-        None => shared.replication.link_up(),
-    };
-    Some(View {
-        master_name: cluster.sentinel_master_name.clone(),
-        active,
-        master,
-        replica: data_node(replica_id)?,
-        replica_in_sync,
-        other_sentinels: cluster
-            .members
-            .iter()
-            .filter(|member| member.id != cluster.node_id)
-            .filter_map(|member| member.sentinel)
-            .collect(),
-        has_leader: control.as_ref().is_some_and(|(_, has_leader)| *has_leader),
-        epoch: control.as_ref().map_or_else(|| shared.db.epoch(), |(state, _)| state.epoch),
-    })
-}
-
-fn data_ids(cluster: &ClusterConfig) -> Vec<u32> {
-    cluster.members.iter().filter(|member| member.role == MemberRole::Data).map(|member| member.id).collect()
+    // Each task stops on shutdown by itself, except a connection running `SENTINEL
+    // failover`: aborting bounds the wait; that switchover is abandoned as by a crash (its
+    // member is stopping anyway).
+    tasks.shutdown().await;
 }
 
 /// Publishes `+switch-master` each time the active becomes a data node other than the
 /// last one seen (an interval with no active in between is bridged: old → new).
-async fn publish_switches(shared: Arc<Shared>, messages: broadcast::Sender<Bytes>) {
-    let mut roles = shared.replication.role_events();
-    let mut states = shared.replication.control().map(|control| control.state_changes());
-    let mut last = view(&shared).and_then(|view| view.active);
-    let mut shutdown = shared.shutdown.subscribe();
+async fn publish_switches<S: Source>(source: Arc<S>, messages: broadcast::Sender<Bytes>) {
+    let mut changes = source.changes();
+    let mut last = source.view().and_then(|view| view.active);
+    let mut shutdown = source.shutdown();
     loop {
-        let changed = async {
-            match states.as_mut() {
-                Some(states) => states.changed().await.is_ok(),
-                None => roles.changed().await.is_ok(),
-            }
-        };
-        // Stops on shutdown too: this task holds `shared`, which the node takes back to close the log.
+        // Stops on shutdown too: this task holds the source, which its member takes back.
         let stopped = tokio::select! {
-            changed = changed => !changed,
+            changed = changes.changed() => !changed,
             _ = shutdown.wait_for(|stop| *stop) => true,
         };
         if stopped {
             return;
         }
-        let Some(view) = view(&shared) else { return };
+        let Some(view) = source.view() else { return };
         let Some(active) = view.active else { continue };
         if let Some(old) = last.filter(|old| *old != active) {
             tracing::info!(old = %old.client, new = %active.client, "sentinel: +switch-master");
@@ -152,8 +117,7 @@ struct Connection {
     protocol: Protocol,
     channels: HashSet<Bytes>,
     patterns: HashSet<Bytes>,
-    limits: tandem_resp::Limits,
-    query_buffer_max: usize,
+    limits: source::RequestLimits,
     /// False until `AUTH` (or `HELLO … AUTH`) when the node has `requirepass`: the endpoint
     /// tells where the active is and runs `SENTINEL failover`.
     authenticated: bool,
@@ -168,39 +132,38 @@ enum After {
 }
 
 impl Connection {
-    fn new(shared: &Shared) -> Connection {
+    fn new(source: &impl Source) -> Connection {
         Connection {
             protocol: Protocol::Resp2,
             channels: HashSet::new(),
             patterns: HashSet::new(),
-            limits: shared.config.resp_limits(),
-            query_buffer_max: shared.config.client_query_buffer_limit as usize,
-            authenticated: shared.config.requirepass.is_none(),
+            limits: source.request_limits(),
+            authenticated: source.requirepass().is_none(),
         }
     }
 
     async fn run(
         mut self,
         mut socket: TcpStream,
-        shared: &Arc<Shared>,
+        source: &impl Source,
         mut messages: broadcast::Receiver<Bytes>,
     ) -> std::io::Result<()> {
         let _ = socket.set_nodelay(true);
         let mut input = BytesMut::with_capacity(4096);
         let mut output = BytesMut::new();
-        let mut shutdown = shared.shutdown.subscribe();
+        let mut shutdown = source.shutdown();
         loop {
             let mut close = false;
             loop {
-                match parse_request(&mut input, &self.limits) {
+                match parse_request(&mut input, &self.limits.resp) {
                     Ok(Some(args)) if args.is_empty() => continue,
-                    Ok(Some(args)) => match self.handle(shared, &args, &mut output) {
+                    Ok(Some(args)) => match self.handle(source, &args, &mut output) {
                         After::Continue => {}
                         After::Close => {
                             close = true;
                             break;
                         }
-                        After::Failover => failover(shared).await.encode(self.protocol, &mut output),
+                        After::Failover => source.failover().await.encode(self.protocol, &mut output),
                     },
                     Ok(None) => break,
                     Err(error) => {
@@ -211,14 +174,14 @@ impl Connection {
                 }
             }
             if !output.is_empty() {
-                // A client that does not read must not hold up shutdown (it holds `shared`).
+                // A client that does not read must not hold up shutdown (it holds the source).
                 tokio::select! {
                     written = socket.write_all(&output) => written?,
                     _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
                 }
                 output.clear();
             }
-            if close || input.len() > self.query_buffer_max {
+            if close || input.len() > self.limits.query_buffer_bytes_max {
                 return Ok(());
             }
             tokio::select! {
@@ -234,32 +197,34 @@ impl Connection {
     }
 
     /// Runs one request, appending its reply to `out`.
-    fn handle(&mut self, shared: &Shared, args: &[Bytes], out: &mut BytesMut) -> After {
+    fn handle(&mut self, source: &impl Source, args: &[Bytes], out: &mut BytesMut) -> After {
         let name = args[0].to_ascii_lowercase();
         if !self.authenticated && !matches!(name.as_slice(), b"auth" | b"hello" | b"quit") {
             Frame::error("NOAUTH Authentication required.").encode(self.protocol, out);
             return After::Continue;
         }
         let reply = match name.as_slice() {
-            b"auth" => self.auth(shared, &args[1..]),
+            b"auth" => self.auth(source.requirepass(), &args[1..]),
             b"ping" => self.ping(args),
             b"quit" => {
                 Frame::ok().encode(self.protocol, out);
                 return After::Close;
             }
-            b"hello" => self.hello(shared, args),
+            b"hello" => self.hello(source.requirepass(), args),
             b"client" => client(args),
             b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => {
                 self.subscriptions(&name, &args[1..], out);
                 return After::Continue;
             }
-            b"sentinel" if args.get(1).is_some_and(|sub| sub.eq_ignore_ascii_case(b"failover")) => match view(shared) {
-                Some(view) if args.len() == 3 && commands::is_ours(&view, &args[2]) => return After::Failover,
-                Some(_) if args.len() == 3 => Frame::error("ERR No such master with that name"),
-                Some(_) => Frame::error("ERR wrong number of arguments for 'sentinel|failover' command"),
-                None => Frame::error("ERR this node is not in a cluster"),
-            },
-            b"role" | b"sentinel" => match view(shared) {
+            b"sentinel" if args.get(1).is_some_and(|sub| sub.eq_ignore_ascii_case(b"failover")) => {
+                match source.view() {
+                    Some(view) if args.len() == 3 && commands::is_ours(&view, &args[2]) => return After::Failover,
+                    Some(_) if args.len() == 3 => Frame::error("ERR No such master with that name"),
+                    Some(_) => Frame::error("ERR wrong number of arguments for 'sentinel|failover' command"),
+                    None => Frame::error("ERR this node is not in a cluster"),
+                }
+            }
+            b"role" | b"sentinel" => match source.view() {
                 Some(view) if name == b"role" => commands::role(&view),
                 Some(view) => commands::sentinel(&view, &args[1..]),
                 None => Frame::error("ERR this node is not in a cluster"),
@@ -285,25 +250,24 @@ impl Connection {
         }
     }
 
-    /// `HELLO [2|3]`: switches the protocol; no AUTH or SETNAME options.
     /// `AUTH [username] password`, as the data port answers it.
-    fn auth(&mut self, shared: &Shared, args: &[Bytes]) -> Frame {
+    fn auth(&mut self, requirepass: Option<&str>, args: &[Bytes]) -> Frame {
         let (user, password) = match args {
             [password] => (&b"default"[..], password),
             [user, password] => (&user[..], password),
             _ => return Frame::error("ERR wrong number of arguments for 'auth' command"),
         };
-        if args.len() == 1 && shared.config.requirepass.is_none() {
+        if args.len() == 1 && requirepass.is_none() {
             return Frame::error(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure \
                  your configuration is correct?",
             );
         }
-        self.check_password(shared, user, password)
+        self.check_password(requirepass, user, password)
     }
 
-    fn check_password(&mut self, shared: &Shared, user: &[u8], password: &[u8]) -> Frame {
-        let matches = match &shared.config.requirepass {
+    fn check_password(&mut self, requirepass: Option<&str>, user: &[u8], password: &[u8]) -> Frame {
+        let matches = match requirepass {
             None => true,
             Some(expected) => crate::server::session::constant_time_eq(expected.as_bytes(), password),
         };
@@ -316,7 +280,7 @@ impl Connection {
     }
 
     /// `HELLO [protover [AUTH username password] [SETNAME name]]`
-    fn hello(&mut self, shared: &Shared, args: &[Bytes]) -> Frame {
+    fn hello(&mut self, requirepass: Option<&str>, args: &[Bytes]) -> Frame {
         let protocol = match args.get(1).map(|version| version.as_ref()) {
             None => self.protocol,
             Some(b"2") => Protocol::Resp2,
@@ -329,7 +293,7 @@ impl Connection {
                 let (Some(user), Some(password)) = (options.next(), options.next()) else {
                     return Frame::error("ERR Syntax error in HELLO option 'auth'");
                 };
-                if let error @ Frame::Error(_) = self.check_password(shared, user, password) {
+                if let error @ Frame::Error(_) = self.check_password(requirepass, user, password) {
                     return error;
                 }
             } else if option.eq_ignore_ascii_case(b"setname") {
@@ -416,19 +380,6 @@ impl Connection {
 }
 
 /// `CLIENT SETNAME|SETINFO` (accepted, ignored) and `CLIENT GETNAME` (none).
-/// `SENTINEL FAILOVER <name>`: a planned switchover to the standby (no acknowledged write
-/// lost; a standby forwards it to the active). `+OK` once the standby is the active, or
-/// Sentinel's `-NOGOODSLAVE` with the reason when it was refused.
-async fn failover(shared: &Arc<Shared>) -> Frame {
-    let request = crate::failover::switchover::SwitchoverRequest { to: None, forwarded: false };
-    let (status, reply) = crate::failover::switchover::switchover(shared, request).await;
-    match (reply.ok, status) {
-        (true, _) => Frame::ok(),
-        (false, 409) => Frame::error(format!("NOGOODSLAVE {}", reply.message)),
-        (false, _) => Frame::error(format!("ERR {}", reply.message)),
-    }
-}
-
 fn client(args: &[Bytes]) -> Frame {
     let subcommand = args.get(1).map(|word| word.to_ascii_lowercase()).unwrap_or_default();
     match subcommand.as_slice() {

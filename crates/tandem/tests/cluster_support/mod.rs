@@ -80,6 +80,12 @@ impl Cluster {
     /// (for `tandem status|switchover|promote`); `member_fields` are appended to data
     /// members 1 and 2 (e.g. `priority = 200`).
     pub fn start_with_admin(extra: &str, member_fields: [&str; 2]) -> Cluster {
+        Cluster::start_with_members(extra, true, Some([member_fields[0], member_fields[1], ""]))
+    }
+
+    /// As [`Cluster::start_with_admin`], with `member_fields` appended to members 1, 2 and 3
+    /// (the witness; e.g. a `sentinel` address).
+    pub fn start_with_admin_fields(extra: &str, member_fields: [&str; 3]) -> Cluster {
         Cluster::start_with_members(extra, true, Some(member_fields))
     }
 
@@ -94,11 +100,11 @@ impl Cluster {
         Cluster::start_with_members(extra, control_plane, None)
     }
 
-    fn start_with_members(extra: &str, control_plane: bool, admin: Option<[&str; 2]>) -> Cluster {
+    fn start_with_members(extra: &str, control_plane: bool, admin: Option<[&str; 3]>) -> Cluster {
         Cluster::start_with_members_and(extra, control_plane, admin, "")
     }
 
-    fn start_with_members_and(extra: &str, control_plane: bool, admin: Option<[&str; 2]>, top_level: &str) -> Cluster {
+    fn start_with_members_and(extra: &str, control_plane: bool, admin: Option<[&str; 3]>, top_level: &str) -> Cluster {
         let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
         let admin_ports: Vec<Option<u16>> = (0..3).map(|_| admin.map(|_| free_port())).collect();
