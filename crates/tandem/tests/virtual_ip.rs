@@ -6,13 +6,17 @@
 //! the virtual IP on its veth end), `tvip-<pid>-<x>-cli` runs `redis-cli`
 //! through the virtual IP. Addresses are 10.231.<x>.0/24, inside these
 //! namespaces only; both are deleted when a test ends, however it ends.
-//! Every wait is bounded.
+//! Every wait is bounded. The last test runs in the network lab instead
+//! (`tandem_testkit::lab`, through `lab_support`), one host per member.
+
+mod lab_support;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use lab_support::{request, LabCluster, Placement, Settings};
 use tandem_testkit::ports::free_port;
 
 /// How long a node may take to start, and a failover to complete.
@@ -464,113 +468,54 @@ fn a_start_without_capabilities_is_refused() {
     assert!(!lab.server_addresses().contains(&lab.virtual_ip()));
 }
 
-/// `INFO replication` field of the node on `host` (its address, port 6379), through the lab.
-fn lab_info_field(lab: &tandem_testkit::lab::Lab, host: &str, field: &str) -> String {
-    let address = lab.address(host).to_string();
-    let output = lab.exec(host, &["timeout", "5", "redis-cli", "-h", &address, "-p", "6379", "INFO", "replication"]);
-    let info = String::from_utf8_lossy(&output.stdout).into_owned();
-    let prefix = format!("{field}:");
-    info.lines().find_map(|line| line.strip_prefix(&prefix)).unwrap_or_default().trim().to_string()
-}
-
-/// `redis-cli` from `host` to the virtual IP (port 6379); its trimmed output.
-fn lab_redis(lab: &tandem_testkit::lab::Lab, host: &str, address: &str, args: &[&str]) -> String {
-    let output = lab.exec(host, &[&["timeout", "5", "redis-cli", "-h", address, "-p", "6379"], args].concat());
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Whether `host`'s `eth0` carries the address.
-fn lab_host_has(lab: &tandem_testkit::lab::Lab, host: &str, address: &str) -> bool {
-    let output = lab.exec(host, &["ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
-    String::from_utf8_lossy(&output.stdout).split_whitespace().any(|word| word.starts_with(&format!("{address}/")))
-}
-
-/// Which lab host the client `c` sends the virtual IP's frames to (its ARP entry's owner).
-fn lab_owner_seen_by_client(lab: &tandem_testkit::lab::Lab, address: &str) -> Option<String> {
-    let address: std::net::Ipv4Addr = address.parse().unwrap();
-    lab.neigh("c").into_iter().find(|entry| entry.address == address).and_then(|entry| entry.owner)
-}
-
 #[test]
 fn a_partitioned_active_lets_the_virtual_ip_go_and_the_new_holder_announces_it() {
-    use tandem_testkit::lab::Lab;
-    let lab = match Lab::up(&["a", "b", "w", "c"]) {
-        Ok(lab) => lab,
+    let placement = Placement { data: ["a", "b"], witness: "w" };
+    let settings = Settings {
+        cluster_id: "tandem-vip-lab",
+        cluster_lines: "heartbeat_ms = 50",
+        virtual_ip_lines: "",
+        sentinel: false,
+    };
+    let cluster = match LabCluster::up(placement, &["c"], settings) {
+        Ok(cluster) => cluster,
         Err(skip) => return skip.report(),
     };
-    let dir = tempfile::Builder::new().prefix("tandem-vip-lab-").tempdir().unwrap();
-    let vip = lab.virtual_address(0).to_string();
-    let member = |id: u32, host: &str, role: &str| {
-        let address = lab.address(host);
-        let client = if role == "data" { format!("client = \"{address}:6379\", ") } else { String::new() };
-        format!("  {{ id = {id}, role = \"{role}\", {client}peer = \"{address}:17100\", control = \"{address}:17201\" }},\n")
-    };
-    // The port is left to its default: the data members' common client port, 6379.
-    let section = format!(
-        "cluster_id = \"tandem-vip-lab\"\nsecret = \"{SECRET}\"\ninitial_active = 1\nheartbeat_ms = 50\n\
-         members = [\n{}{}{}]\n\n[cluster.virtual_ip]\naddress = \"{vip}/16\"\ninterface = \"eth0\"\n",
-        member(1, "a", "data"),
-        member(2, "b", "data"),
-        member(3, "w", "witness"),
-    );
-    let tandem = env!("CARGO_BIN_EXE_tandem");
-    for (id, host, command) in [(3, "w", "witness"), (1, "a", "server"), (2, "b", "server")] {
-        let admin = if id == 3 { "" } else { "admin_port = 0\n" };
-        let config = dir.path().join(format!("node{id}.toml"));
-        std::fs::write(&config, format!("{admin}[cluster]\nnode_id = {id}\n{section}")).unwrap();
-        let data_dir = dir.path().join(format!("data{id}"));
-        let log = dir.path().join(format!("{host}.log"));
-        let args = [tandem, command, "--config", config.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()];
-        lab.spawn(host, &log, &args);
-    }
-    let logs = || {
-        ["a", "b", "w"]
-            .iter()
-            .map(|host| {
-                let log = std::fs::read_to_string(dir.path().join(format!("{host}.log"))).unwrap_or_default();
-                format!("---- {host} ----\n{log}")
-            })
-            .collect::<String>()
-    };
-    let wait = |what: &str, check: &mut dyn FnMut() -> bool| {
-        let deadline = Instant::now() + WAIT;
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}\n{}\n{}", lab.rules(), logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let vip = cluster.virtual_address();
 
-    wait("host a holds the virtual IP", &mut || {
-        lab_host_has(&lab, "a", &vip) && lab_info_field(&lab, "a", "tandem_service_address_bound") == "1"
+    cluster.wait_until("host a holds the virtual IP", || {
+        cluster.holds_virtual_ip("a") && cluster.info_field("a", "tandem_service_address_bound") == "1"
     });
-    assert!(!lab_host_has(&lab, "b", &vip), "only the active's host has the address");
+    assert!(!cluster.holds_virtual_ip("b"), "only the active's host has the address");
     // b can only be elected once it holds the control log naming a the active.
-    wait("b follows a and holds the control state", &mut || {
-        lab_info_field(&lab, "b", "master_link_status") == "up"
-            && lab_info_field(&lab, "b", "tandem_control_active") == "1"
-            && lab_info_field(&lab, "b", "tandem_control_in_sync").split(',').any(|id| id == "2")
+    cluster.wait_until("b follows a and holds the control state", || {
+        cluster.info_field("b", "master_link_status") == "up"
+            && cluster.info_field("b", "tandem_control_active") == "1"
+            && cluster.info_field("b", "tandem_control_in_sync").split(',').any(|id| id == "2")
     });
-    assert_eq!(lab_redis(&lab, "c", &vip, &["SET", "before", "1"]), "OK");
-    assert_eq!(lab_owner_seen_by_client(&lab, &vip).as_deref(), Some("a"));
+    assert_eq!(request(&cluster, "c", vip, &["SET", "before", "1"]), "OK");
+    assert_eq!(cluster.virtual_ip_owner_seen_by("c").as_deref(), Some("a"));
 
     // Cut the active off: its lease lapses and it deletes the address; b is promoted,
     // adds the address and announces it, so the client's ARP entry moves to b.
-    lab.partition_from_all("a");
+    cluster.lab.partition_from_all("a");
     let partitioned = Instant::now();
-    wait("the fenced active deleted the virtual IP", &mut || !lab_host_has(&lab, "a", &vip));
-    wait("host b holds the virtual IP", &mut || lab_host_has(&lab, "b", &vip));
-    wait("the client sends to b, taught by the gratuitous ARP", &mut || {
-        lab_owner_seen_by_client(&lab, &vip).as_deref() == Some("b")
+    cluster.wait_until("the fenced active deleted the virtual IP", || !cluster.holds_virtual_ip("a"));
+    cluster.wait_until("host b holds the virtual IP", || cluster.holds_virtual_ip("b"));
+    cluster.wait_until("the client sends to b, taught by the gratuitous ARP", || {
+        cluster.virtual_ip_owner_seen_by("c").as_deref() == Some("b")
     });
-    wait("writes through the virtual IP reach b", &mut || lab_redis(&lab, "c", &vip, &["SET", "during", "2"]) == "OK");
+    cluster.wait_until("writes through the virtual IP reach b", || {
+        request(&cluster, "c", vip, &["SET", "during", "2"]) == "OK"
+    });
     eprintln!("writes through the virtual IP on b {} ms after the partition", partitioned.elapsed().as_millis());
-    assert_eq!(lab_redis(&lab, "c", &vip, &["GET", "before"]), "1", "the acknowledged write survived");
+    assert_eq!(request(&cluster, "c", vip, &["GET", "before"]), "1", "the acknowledged write survived");
 
     // Heal: a comes back as a standby and does not take the address back.
-    lab.heal();
-    wait("a rejoins as the standby", &mut || lab_info_field(&lab, "a", "master_link_status") == "up");
-    assert!(!lab_host_has(&lab, "a", &vip), "the old active stays without the address");
-    assert!(lab_host_has(&lab, "b", &vip));
-    assert_eq!(lab_owner_seen_by_client(&lab, &vip).as_deref(), Some("b"));
-    assert_eq!(lab_redis(&lab, "c", &vip, &["SET", "after", "3"]), "OK");
+    cluster.lab.heal();
+    cluster.wait_until("a rejoins as the standby", || cluster.info_field("a", "master_link_status") == "up");
+    assert!(!cluster.holds_virtual_ip("a"), "the old active stays without the address");
+    assert!(cluster.holds_virtual_ip("b"));
+    assert_eq!(cluster.virtual_ip_owner_seen_by("c").as_deref(), Some("b"));
+    assert_eq!(request(&cluster, "c", vip, &["SET", "after", "3"]), "OK");
 }
