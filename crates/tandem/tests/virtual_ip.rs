@@ -40,6 +40,13 @@ fn skip_reason() -> Option<String> {
     None
 }
 
+/// The tests that run a whole cluster take turns: two at once on two cores can starve a
+/// node long enough to fail over for no reason.
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Set where the lab must run, such as CI: a skip then fails the test (as `tandem_testkit::lab`).
 const LAB_REQUIRED_VARIABLE: &str = "TANDEM_LAB_REQUIRED";
 
@@ -357,6 +364,7 @@ fn info_field(lab: &Lab, port: u16, field: &str) -> String {
 #[test]
 fn virtual_ip_follows_the_active_and_is_announced() {
     skip_unless_lab!();
+    let _serial = one_cluster_at_a_time();
     let lab = Lab::new(0);
     let configs = Configs::write(&lab, &lab.server_interface);
     let _witness = configs.start(&lab, 3);
@@ -470,6 +478,7 @@ fn a_start_without_capabilities_is_refused() {
 
 #[test]
 fn a_partitioned_active_lets_the_virtual_ip_go_and_the_new_holder_announces_it() {
+    let _serial = one_cluster_at_a_time();
     let placement = Placement { data: ["a", "b"], witness: "w" };
     let settings = Settings {
         cluster_id: "tandem-vip-lab",
