@@ -5,3 +5,4 @@
 
 pub mod lab;
 pub mod ports;
+pub mod seed;

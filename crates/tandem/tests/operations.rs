@@ -48,6 +48,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A sync cluster whose members have admin addresses, node 1 active and node 2 following
+/// it; with the operator's configuration file.
+fn sync_cluster_with_admin() -> (Cluster, std::path::PathBuf) {
+    let cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
+    wait_active(&cluster, 0);
+    wait_following(&cluster, 1, 1);
+    let config = cluster.operator_config();
+    (cluster, config)
+}
+
 /// The `status` member of `tandem status --json`'s entry for `node_id`.
 fn member(reports: &Value, node_id: u64) -> &Value {
     let entry = reports.as_array().unwrap().iter().find(|entry| entry["node_id"] == node_id).unwrap();
@@ -56,10 +66,7 @@ fn member(reports: &Value, node_id: u64) -> &Value {
 
 #[test]
 fn status_shows_both_data_nodes_and_the_witness_with_their_roles_and_epoch() {
-    let mut cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
-    wait_active(&cluster, 0);
-    wait_following(&cluster, 1, 1);
-    let config = cluster.operator_config();
+    let (mut cluster, config) = sync_cluster_with_admin();
 
     let output = operator(&cluster, &config, "status", &["--json"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -96,10 +103,7 @@ fn status_shows_both_data_nodes_and_the_witness_with_their_roles_and_epoch() {
 
 #[test]
 fn switchover_under_write_load_swaps_roles_and_loses_no_acknowledged_write() {
-    let cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
-    wait_active(&cluster, 0);
-    wait_following(&cluster, 1, 1);
-    let config = cluster.operator_config();
+    let (cluster, config) = sync_cluster_with_admin();
     let epoch_before = node_status(cluster.nodes[0].admin_port.unwrap()).unwrap().epoch;
 
     let writers = Writers::start(&cluster.nodes[0].url(), 4);
@@ -137,10 +141,7 @@ fn switchover_under_write_load_swaps_roles_and_loses_no_acknowledged_write() {
 
 #[test]
 fn switchover_is_refused_when_the_standby_is_down_and_writes_continue() {
-    let mut cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
-    wait_active(&cluster, 0);
-    wait_following(&cluster, 1, 1);
-    let config = cluster.operator_config();
+    let (mut cluster, config) = sync_cluster_with_admin();
     cluster.nodes[1].kill9();
     poll_until(CONVERGE_TIMEOUT, "the active saw its standby go", || {
         node_status(cluster.nodes[0].admin_port.unwrap())
@@ -161,10 +162,7 @@ fn switchover_is_refused_when_the_standby_is_down_and_writes_continue() {
 
 #[test]
 fn promotion_without_both_flags_or_with_a_live_active_is_refused() {
-    let cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
-    wait_active(&cluster, 0);
-    wait_following(&cluster, 1, 1);
-    let config = cluster.operator_config();
+    let (cluster, config) = sync_cluster_with_admin();
     for flags in [&[][..], &["--force"][..], &["--accept-data-loss"][..]] {
         let mut args = vec!["2"];
         args.extend_from_slice(flags);
@@ -191,10 +189,7 @@ fn promotion_without_both_flags_or_with_a_live_active_is_refused() {
 #[test]
 #[ignore = "racy: the restarted standby catches up its data before its control log (see comment)"]
 fn forced_promotion_needs_both_flags_and_takes_over_from_a_lost_active() {
-    let mut cluster = Cluster::start_with_admin("ack_mode = \"sync\"", ["", ""]);
-    wait_active(&cluster, 0);
-    wait_following(&cluster, 1, 1);
-    let config = cluster.operator_config();
+    let (mut cluster, config) = sync_cluster_with_admin();
 
     // The standby goes down; the active records it out of sync and writes on without it:
     // more than the resync bound (1000 records) and big, so that the restarted standby learns

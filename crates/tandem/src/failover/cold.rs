@@ -64,10 +64,7 @@ pub fn takeover(shared: &Shared, epoch: u64) -> Takeover {
         // This process started from the rebuild for this very epoch: its data is the archive.
         return Takeover::Ready;
     }
-    let Some(archive) = peer_archive(&shared.config) else {
-        tracing::error!("a cold standby needs [archive] to take over; serving with its own data");
-        return Takeover::Ready;
-    };
+    let archive = peer_archive(&shared.config).expect("validated: a cold standby has an [archive] section");
     let manifest = match archive::manifest::read(&archive) {
         Ok(manifest) => manifest,
         Err(archive::manifest::ManifestError::Missing(_)) => {

@@ -417,16 +417,9 @@ fn all_threads_stopped(pid: u32) -> bool {
     })
 }
 
-/// The seed of a randomized test: `TANDEM_TEST_SEED` if set, else a fresh one; printed so
-/// that a failing run can be reproduced.
-pub fn test_seed() -> u64 {
-    let seed = match std::env::var("TANDEM_TEST_SEED") {
-        Ok(text) => text.parse().expect("TANDEM_TEST_SEED is a u64"),
-        Err(_) => rand::random(),
-    };
-    println!("seed {seed} (rerun with TANDEM_TEST_SEED={seed})");
-    seed
-}
+// Each test binary uses a different subset of these helpers.
+#[allow(unused_imports)]
+pub use tandem_testkit::seed::test_seed;
 
 /// One `INFO replication` field of `node` over a fresh connection; "" if the node cannot
 /// answer (down, paused, or the field is absent).

@@ -309,15 +309,9 @@ fn ping_answers(addr: SocketAddr) -> bool {
     }
 }
 
-/// A seed for a randomized test: `TANDEM_TEST_SEED` if set, else a fresh one; printed either way.
-pub fn test_seed() -> u64 {
-    let seed = match std::env::var("TANDEM_TEST_SEED") {
-        Ok(text) => text.parse().expect("TANDEM_TEST_SEED is a u64"),
-        Err(_) => rand::random(),
-    };
-    println!("seed {seed} (rerun with TANDEM_TEST_SEED={seed})");
-    seed
-}
+// Each test binary uses a different subset of these helpers.
+#[allow(unused_imports)]
+pub use tandem_testkit::seed::test_seed;
 
 /// Polls `condition` every few milliseconds until it holds; panics with `what` after `within`.
 pub fn poll_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
