@@ -8,15 +8,19 @@
 //! * `storage` — Raft log, vote and state machine persisted in the member's directory.
 //! * `network` — authenticated, length-prefixed postcard RPCs over TCP between members.
 //! * `lease`   — the active's lease, from the send time of heartbeats a quorum acknowledged.
+//! * `grant`   — the other data node's lease grant, so an active that does not lead may write.
+//! * `witness` — when the witness campaigns after all: a live data node whose log is behind.
 //! * `node`    — [`ControlNode`]: start, initialize, propose, state, metrics, lease, shutdown.
 
 pub mod error;
+pub mod grant;
 pub mod lease;
 pub mod network;
 pub mod node;
 pub mod state;
 pub mod storage;
 pub mod types;
+pub mod witness;
 
 pub use error::ControlError;
 pub use node::{ControlConfig, ControlNode, MemberConfig, MemberRole};

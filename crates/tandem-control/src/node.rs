@@ -14,13 +14,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::ControlError;
+use crate::grant::{changes_active, Grants};
 use crate::lease::LeaseTracker;
-use crate::network::client::{forward_proposal, PeerClientFactory};
-use crate::network::server::{propose_locally, serve};
+use crate::network::client::{ask_grant, forward_proposal, PeerClientFactory};
+use crate::network::server::{propose_locally, serve, MemberContext};
 use crate::network::wire::ClusterAuth;
 use crate::state::{ControlCommand, ControlResponse, ControlState, NodeId, Refusal};
 use crate::storage::{LogStore, StateMachineStore};
 use crate::types::{ControlMetrics, ControlRaft};
+use crate::witness::{Heard, Stuck};
 
 /// How many proposal timeouts `initialize` waits for the first leader and its first commit.
 const INITIALIZE_PROPOSALS_MAX: u64 = 5;
@@ -156,9 +158,12 @@ pub struct ControlNode {
     raft: ControlRaft,
     auth: Arc<ClusterAuth>,
     lease: Arc<LeaseTracker>,
+    grants: Arc<Grants>,
     state: watch::Receiver<ControlState>,
     shutdown: watch::Sender<bool>,
     listener_task: JoinHandle<()>,
+    /// `keep_grants` on a data member, `unstick` on the witness.
+    member_task: JoinHandle<()>,
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ControlError {
@@ -188,10 +193,27 @@ impl ControlNode {
         let raft = ControlRaft::new(config.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|error| ControlError::Raft(error.to_string()))?;
+        let lease_ms = Duration::from_millis(config.lease_ms);
+        let margin = Duration::from_millis(config.clock_drift_margin_ms);
+        let grants = Arc::new(Grants::new(config.node_id, lease_ms, margin, Instant::now()));
         let (shutdown, shutdown_receiver) = watch::channel(false);
-        let listener_task = tokio::spawn(serve(listener, raft.clone(), auth.clone(), shutdown_receiver));
+        let heard = Arc::new(Heard::default());
+        let context = MemberContext { grants: grants.clone(), state: state.clone(), heard: heard.clone() };
+        let listener_task =
+            tokio::spawn(serve(listener, raft.clone(), auth.clone(), context, shutdown_receiver.clone()));
+        // A data member keeps its grants as the active; the witness watches for a stuck group.
+        let member_task = match config.members[&config.node_id].role {
+            MemberRole::Data => tokio::spawn(keep_grants(
+                config.clone(),
+                auth.clone(),
+                grants.clone(),
+                state.clone(),
+                shutdown_receiver,
+            )),
+            MemberRole::Witness => tokio::spawn(unstick(config.clone(), raft.clone(), heard, shutdown_receiver)),
+        };
         tracing::info!(node = config.node_id, address = %own_address, "control plane member started");
-        Ok(ControlNode { config, raft, auth, lease, state, shutdown, listener_task })
+        Ok(ControlNode { config, raft, auth, lease, grants, state, shutdown, listener_task, member_task })
     }
 
     /// This member's id.
@@ -245,7 +267,16 @@ impl ControlNode {
 
     /// Commits `command` through the group's leader and returns how it was applied.
     /// On a follower it is forwarded to the leader; if none is known, `NotLeader`.
+    /// A command that makes another node active is proposed only once every lease grant
+    /// this member issued has lapsed, and no grant is issued meanwhile (`grant.rs`).
     pub async fn propose(&self, command: ControlCommand) -> Result<ControlResponse, ControlError> {
+        let _seal = if changes_active(&command, &self.state()) {
+            let seal = self.grants.seal();
+            tokio::time::sleep_until(seal.clear_at).await;
+            Some(seal)
+        } else {
+            None
+        };
         let timeout = Duration::from_millis(self.config.propose_timeout_ms);
         let local = tokio::time::timeout(timeout, propose_locally(&self.raft, command.clone())).await;
         match local {
@@ -314,9 +345,22 @@ impl ControlNode {
         }
     }
 
+    /// Until when this member, as the active, may act without another active possibly
+    /// existing: the later of its leader lease (`lease.rs`) and the lease grant of the other
+    /// data node (`grant.rs`); `None` if it holds neither at `now`.
+    pub fn lease_valid_until(&self, now: Instant) -> Option<Instant> {
+        let granted = self.grants.held_until(&self.state.borrow(), now);
+        self.leader_lease_until(now).max(granted)
+    }
+
+    /// Changes when this member receives the first lease grant of an epoch (`grant.rs`).
+    pub fn grant_changes(&self) -> watch::Receiver<Option<crate::state::Epoch>> {
+        self.grants.held_epochs()
+    }
+
     /// Until when this member may act as leader without another leader possibly existing;
     /// `None` if it is not leader or holds no lease at `now`. See `lease.rs` for the argument.
-    pub fn lease_valid_until(&self, now: Instant) -> Option<Instant> {
+    pub fn leader_lease_until(&self, now: Instant) -> Option<Instant> {
         let (vote, voters) = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
@@ -338,6 +382,121 @@ impl ControlNode {
             tracing::warn!(%error, "control plane: raft did not shut down cleanly");
         }
         let _ = self.listener_task.await;
+        let _ = self.member_task.await;
         tracing::info!(node = self.config.node_id, "control plane member stopped");
+    }
+}
+
+/// The witness's watch over a stuck group (`witness.rs`): campaigns when a live data node
+/// cannot be elected for want of log, and, leading, stands aside once a data node holds the
+/// whole log; leads again if no one took over within `CONTROL_STAND_ASIDE_MAX`.
+async fn unstick(config: ControlConfig, raft: ControlRaft, heard: Arc<Heard>, mut shutdown: watch::Receiver<bool>) {
+    let me = config.node_id;
+    let data_members: Vec<NodeId> =
+        config.members.iter().filter(|(_, member)| member.role == MemberRole::Data).map(|(id, _)| *id).collect();
+    let election_max = Duration::from_millis(config.election_timeout_max_ms);
+    let stuck = Stuck::for_election_timeout(election_max);
+    let started = Instant::now();
+    let mut aside_since: Option<Instant> = None;
+    let mut campaigned_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let (leading, caught_up) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let leading = metrics.state == ServerState::Leader && metrics.current_leader == Some(me);
+            let caught_up = data_members.iter().any(|member| {
+                let matched = metrics.replication.as_ref().and_then(|replication| replication.get(member).copied());
+                let matched = matched.flatten().map(|log_id| log_id.index);
+                matched.is_some() && matched >= metrics.last_log_index
+            });
+            (leading, caught_up)
+        };
+        let runtime = raft.runtime_config();
+        match (leading, aside_since) {
+            (true, None) if caught_up => {
+                tracing::info!("witness: a data node holds the whole control log; standing aside for it");
+                runtime.heartbeat(false);
+                aside_since = Some(now);
+            }
+            (true, Some(since)) if now.duration_since(since) > election_max * STAND_ASIDE_ELECTIONS => {
+                tracing::warn!("witness: no data node took the leadership; leading again for now");
+                runtime.heartbeat(true);
+                aside_since = None;
+            }
+            (false, Some(_)) => {
+                runtime.heartbeat(true);
+                aside_since = None;
+            }
+            _ => {}
+        }
+        // Retried soon: a refusal taught it the candidate's higher term, and the candidate,
+        // having seen a longer log, waits extra before it campaigns again.
+        let retry = Duration::from_millis(config.election_timeout_min_ms);
+        let recently = campaigned_at.is_some_and(|at| now.duration_since(at) < retry);
+        if !leading && !recently && stuck.now(&heard, started, now) {
+            tracing::warn!(
+                "witness: no leader and a data node too far behind to be elected; campaigning to bring it up to date"
+            );
+            campaigned_at = Some(now);
+            if let Err(error) = raft.trigger().elect().await {
+                tracing::warn!(%error, "witness: cannot start an election");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.heartbeat_ms)) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// How many longest election timeouts the witness stands aside before it leads again.
+const STAND_ASIDE_ELECTIONS: u32 = 4;
+
+/// As the active, keeps a lease grant from the other data member (`grant.rs`): asks as soon
+/// as this member becomes active in an epoch, then every heartbeat, until shutdown.
+async fn keep_grants(
+    config: ControlConfig,
+    auth: Arc<ClusterAuth>,
+    grants: Arc<Grants>,
+    mut state: watch::Receiver<ControlState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let me = config.node_id;
+    let grantors: Vec<(NodeId, String)> = config
+        .members
+        .iter()
+        .filter(|(id, member)| **id != me && member.role == MemberRole::Data)
+        .map(|(id, member)| (*id, member.address.to_string()))
+        .collect();
+    let mut streams: Vec<Option<tokio::net::TcpStream>> = grantors.iter().map(|_| None).collect();
+    let timeout = Duration::from_millis(config.lease_ms);
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let mut refused_before: Option<String> = None;
+    loop {
+        let current = state.borrow_and_update().clone();
+        if current.active == Some(me) {
+            for ((grantor, address), stream) in grantors.iter().zip(streams.iter_mut()) {
+                let sent_at = Instant::now();
+                match ask_grant(stream, address, &auth, me, current.epoch, timeout).await {
+                    Ok(granted) => {
+                        grants.record_held(current.epoch, sent_at, granted);
+                        refused_before = None;
+                    }
+                    Err(reason) => {
+                        // Logged once per reason: a dead peer refuses every heartbeat.
+                        if refused_before.as_ref() != Some(&reason) {
+                            tracing::debug!(grantor, %reason, "control plane: no lease grant");
+                            refused_before = Some(reason);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = state.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
     }
 }

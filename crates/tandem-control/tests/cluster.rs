@@ -265,3 +265,67 @@ async fn initialize_is_idempotent_and_config_is_validated() {
     assert!(error.to_string().contains("lease_ms"), "{error}");
     cluster.shutdown().await;
 }
+
+/// A data node that was down while the others committed comes back with a shorter log after
+/// the other data node died: the witness refuses it its vote, so it campaigns itself, brings
+/// the data node's log up to date, and stands aside; the data node leads, and commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witness_unsticks_a_data_node_whose_log_is_behind_then_hands_it_the_leadership() {
+    let mut cluster = Cluster::start().await;
+    let leader = cluster.wait_for_leader().await;
+    let other = if leader == NODE_A { NODE_B } else { NODE_A };
+    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
+    assert_eq!(propose(&cluster.nodes[&leader], promote).await, ControlResponse::Applied { epoch: 1 });
+    cluster.wait_for_converged_state().await;
+
+    // The other data node is down while the leader and the witness commit without it.
+    cluster.crash(other).await;
+    let mark = ControlCommand::MarkOutOfSync { node: other, epoch: 1 };
+    assert_eq!(propose(&cluster.nodes[&leader], mark).await, ControlResponse::Applied { epoch: 1 });
+    cluster.crash(leader).await;
+    cluster.restart(other).await;
+    assert!(cluster.nodes[&other].state().in_sync.contains(&other), "it restarted with the older log");
+
+    // Only it can lead in the end, holding the log the witness had.
+    wait_until("the returning data node to lead", || async { cluster.nodes[&other].is_leader().then_some(()) }).await;
+    let state = cluster.nodes[&other].state();
+    assert!(!state.in_sync.contains(&other), "it learnt the entry it had missed: {state:?}");
+    let forced = ControlCommand::Promote { node: other, expected_epoch: 1, force: true };
+    assert_eq!(propose(&cluster.nodes[&other], forced).await, ControlResponse::Applied { epoch: 2 });
+    let witness_log = cluster.nodes[&WITNESS].metrics().borrow().last_log_index;
+    assert!(witness_log.is_some());
+    assert!(!cluster.nodes[&WITNESS].is_leader());
+    cluster.shutdown().await;
+}
+
+/// The active need not lead: the other data node's grant is its lease, and that node, to
+/// take the role, first waits out every grant it issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_that_does_not_lead_holds_its_lease_by_the_other_data_nodes_grant() {
+    let cluster = Cluster::start().await;
+    let leader = cluster.wait_for_leader().await;
+    let other = if leader == NODE_A { NODE_B } else { NODE_A };
+    // The follower is made active; the leader does not stand aside (no data layer here).
+    let promote = ControlCommand::Promote { node: other, expected_epoch: 0, force: false };
+    assert_eq!(propose(&cluster.nodes[&leader], promote).await, ControlResponse::Applied { epoch: 1 });
+    let active = &cluster.nodes[&other];
+    wait_until("the grant", || async { active.lease_valid_until(Instant::now()) }).await;
+    assert!(!active.is_leader());
+    assert_eq!(active.leader_lease_until(Instant::now()), None, "its lease is the grant alone");
+
+    // The grantor takes the role back: its proposal waits until the grant it issued lapsed.
+    let take_back = ControlCommand::Promote { node: leader, expected_epoch: 1, force: false };
+    let proposed_at = Instant::now();
+    let granted_until = active.lease_valid_until(proposed_at).expect("still granted");
+    assert_eq!(cluster.nodes[&leader].propose(take_back).await, Ok(ControlResponse::Applied { epoch: 2 }));
+    let committed_at = Instant::now();
+    assert!(
+        committed_at >= granted_until,
+        "committed while the old active's grant ran: {:?} before its end",
+        granted_until - committed_at
+    );
+    // And the old active holds no lease in the new epoch, nor a grant for it.
+    wait_until("the old active to see epoch 2", || async { (active.state().epoch == 2).then_some(()) }).await;
+    assert_eq!(active.lease_valid_until(Instant::now()), None);
+    cluster.shutdown().await;
+}

@@ -83,6 +83,8 @@ pub const PEER_BATCH_BYTES_SOFT_MAX: usize = 1024 * 1024;
 pub const PEER_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Longest pause between a standby's attempts to reconnect to the active.
 pub const PEER_RECONNECT_MAX_MS: u64 = 1_000;
+/// The first wait before reconnecting to the active (doubling up to the maximum above).
+pub const PEER_RECONNECT_FIRST_MS: u64 = 10;
 /// Longest pause between attempts at a control-plane proposal that bounced (no leader yet,
 /// leader unreachable).
 pub const CONTROL_RETRY_MAX_MS: u64 = 1_000;

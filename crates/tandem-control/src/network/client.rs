@@ -20,7 +20,7 @@ use super::wire::{
 };
 use crate::error::ControlError;
 use crate::lease::LeaseTracker;
-use crate::state::{ControlCommand, ControlResponse, NodeId};
+use crate::state::{ControlCommand, ControlResponse, Epoch, NodeId};
 use crate::types::{Member, TypeConfig};
 
 /// Opens a TCP connection to `address` and runs the client side of the handshake.
@@ -75,6 +75,34 @@ pub async fn forward_proposal(
         Ok(Ok(other)) => Err(ControlError::Unavailable(format!("leader answered with {other:?}"))),
         Ok(Err(error)) => Err(ControlError::Unavailable(format!("leader at {address}: {error}"))),
         Err(_) => Err(ControlError::Unavailable(format!("leader at {address} did not answer in {timeout:?}"))),
+    }
+}
+
+/// Asks the member at `address` for a lease grant in `epoch` (`grant.rs`) over `stream`,
+/// opened when `None` and dropped after any failure; the granted lease, or why not.
+pub async fn ask_grant(
+    stream: &mut Option<TcpStream>,
+    address: &str,
+    auth: &ClusterAuth,
+    from: NodeId,
+    epoch: Epoch,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let exchange = async {
+        let mut open = match stream.take() {
+            Some(open) => open,
+            None => connect(address, auth, from).await?,
+        };
+        let response = call(&mut open, &RpcRequest::GrantLease { epoch }).await?;
+        *stream = Some(open);
+        Ok::<_, io::Error>(response)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(RpcResponse::GrantLease(Ok(millis)))) => Ok(Duration::from_millis(millis)),
+        Ok(Ok(RpcResponse::GrantLease(Err(reason)))) => Err(reason),
+        Ok(Ok(other)) => Err(format!("answered with {other:?}")),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer in {timeout:?}")),
     }
 }
 

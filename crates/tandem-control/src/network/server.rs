@@ -12,14 +12,34 @@ use super::wire::{
     HANDSHAKE_FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT, NONCE_BYTES,
 };
 use crate::error::ControlError;
-use crate::state::{ControlCommand, ControlResponse, NodeId};
+use crate::grant::Grants;
+use crate::state::{ControlCommand, ControlResponse, ControlState, NodeId};
 use crate::types::ControlRaft;
+use crate::witness::Heard;
+
+/// What the server needs besides Raft: grants answered by the applied state, and a record
+/// of the leaders and candidates heard (for the witness, `witness.rs`).
+#[derive(Clone)]
+pub struct MemberContext {
+    /// This member's grants.
+    pub grants: Arc<Grants>,
+    /// This member's applied control state.
+    pub state: watch::Receiver<ControlState>,
+    /// Leaders and candidates heard.
+    pub heard: Arc<Heard>,
+}
 
 /// Inbound connections served at once; each member opens one per peer, plus forwarded proposals.
 pub const INBOUND_CONNECTIONS_MAX: usize = 32;
 
 /// Accepts connections until `shutdown` turns true; each runs on its own task.
-pub async fn serve(listener: TcpListener, raft: ControlRaft, auth: Arc<ClusterAuth>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: ControlRaft,
+    auth: Arc<ClusterAuth>,
+    desk: MemberContext,
+    shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
     let mut stop = shutdown.clone();
     loop {
@@ -38,10 +58,10 @@ pub async fn serve(listener: TcpListener, raft: ControlRaft, auth: Arc<ClusterAu
             tracing::warn!(%peer, limit = INBOUND_CONNECTIONS_MAX, "control plane: refusing connection, too many open");
             continue;
         };
-        let (raft, auth, mut stop) = (raft.clone(), auth.clone(), shutdown.clone());
+        let (raft, auth, desk, mut stop) = (raft.clone(), auth.clone(), desk.clone(), shutdown.clone());
         tokio::spawn(async move {
             tokio::select! {
-                _ = serve_connection(stream, peer, raft, &auth) => {},
+                _ = serve_connection(stream, peer, raft, &auth, &desk) => {},
                 _ = stop.wait_for(|stopped| *stopped) => {},
             }
             drop(permit);
@@ -49,7 +69,13 @@ pub async fn serve(listener: TcpListener, raft: ControlRaft, auth: Arc<ClusterAu
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: ControlRaft, auth: &ClusterAuth) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    raft: ControlRaft,
+    auth: &ClusterAuth,
+    desk: &MemberContext,
+) {
     let _ = stream.set_nodelay(true);
     let from = match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(&mut stream, auth)).await {
         Ok(Ok(from)) => from,
@@ -71,7 +97,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Control
                 return;
             }
         };
-        let response = dispatch(&raft, request).await;
+        let response = dispatch(&raft, desk, from, request).await;
         if let Err(error) = write_frame(&mut stream, &response).await {
             tracing::debug!(%peer, from, %error, "control plane: peer went away");
             return;
@@ -108,16 +134,30 @@ async fn server_handshake(stream: &mut TcpStream, auth: &ClusterAuth) -> Result<
     Ok(from)
 }
 
-async fn dispatch(raft: &ControlRaft, request: RpcRequest) -> RpcResponse {
+async fn dispatch(raft: &ControlRaft, desk: &MemberContext, from: NodeId, request: RpcRequest) -> RpcResponse {
     match request {
         RpcRequest::AppendEntries(rpc) => {
+            desk.heard.leader(tokio::time::Instant::now());
             RpcResponse::AppendEntries(raft.append_entries(rpc).await.map_err(|error| error.to_string()))
         }
-        RpcRequest::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await.map_err(|error| error.to_string())),
+        RpcRequest::Vote(rpc) => {
+            let own_last = raft.metrics().borrow().last_log_index;
+            desk.heard.candidate(tokio::time::Instant::now(), rpc.last_log_id.map(|id| id.index), own_last);
+            RpcResponse::Vote(raft.vote(rpc).await.map_err(|error| error.to_string()))
+        }
         RpcRequest::InstallSnapshot(rpc) => {
             RpcResponse::InstallSnapshot(raft.install_snapshot(rpc).await.map_err(|error| error.to_string()))
         }
         RpcRequest::Propose(command) => RpcResponse::Propose(propose_locally(raft, command).await),
+        RpcRequest::GrantLease { epoch } => {
+            let received_at = tokio::time::Instant::now();
+            let state = desk.state.borrow().clone();
+            let decided = desk.grants.decide(from, epoch, &state, received_at);
+            if let Err(reason) = &decided {
+                tracing::debug!(from, epoch, %reason, "control plane: lease grant refused");
+            }
+            RpcResponse::GrantLease(decided.map(|lease| lease.as_millis() as u64))
+        }
     }
 }
 

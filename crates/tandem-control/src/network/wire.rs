@@ -25,7 +25,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::ControlError;
-use crate::state::{ControlCommand, ControlResponse, NodeId};
+use crate::state::{ControlCommand, ControlResponse, Epoch, NodeId};
 use crate::types::TypeConfig;
 
 /// The largest RPC frame (snapshot chunks are 3 MiB by default in openraft).
@@ -123,6 +123,11 @@ pub enum RpcRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A follower hands a client's proposal to the leader.
     Propose(ControlCommand),
+    /// The active asks the other data node for a lease grant in `epoch` (`grant.rs`).
+    GrantLease {
+        /// The epoch the asking member is active in.
+        epoch: Epoch,
+    },
 }
 
 /// The answer to an [`RpcRequest`], of the same variant; `Err` carries the remote error text.
@@ -136,6 +141,8 @@ pub enum RpcResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, String>),
     /// Answer to `Propose`.
     Propose(Result<ControlResponse, ControlError>),
+    /// Answer to `GrantLease`: the granted lease in milliseconds, or why not.
+    GrantLease(Result<u64, String>),
 }
 
 /// Writes `value` as one frame.

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tandem_control::{ControlCommand, ControlNode, ControlResponse, ControlState, NodeId};
+use tandem_control::{ControlCommand, ControlError, ControlNode, ControlResponse, ControlState, NodeId};
 
 use crate::admin::client;
 use crate::admin::status::{NodeStatus, OperationReply};
@@ -169,15 +169,13 @@ fn standby_ready(shared: &Shared, state: &ControlState, to: u32) -> Result<(), S
 }
 
 /// The switchover proper, on the active, with the standby found ready: hold writes, drain,
-/// hand the control group's leadership to the standby, then commit the switchover there.
+/// commit the switchover, report when the new active accepts writes.
 ///
-/// Why the leadership moves first: a node becomes active only while it leads the control
-/// group (its lease is the leader's lease, `control::role_in`), and openraft 0.9 has no
-/// leadership transfer. So this node stands aside (no heartbeats, no campaigns) and the
-/// standby — still connected and following, so this node keeps judging it alive — wins the
-/// next election; the switchover, committed by the new leader, makes it active at once.
-/// The write pause is therefore at least openraft's follower-side leader lease
-/// (`election_timeout_max`) plus an election timeout.
+/// The new active writes as soon as it applied the switchover and this node granted it a
+/// lease (`tandem_control::grant`): it need not lead the control group first. The
+/// leadership follows on its own (this node stands aside for the live active, which
+/// campaigns), so the write pause is the drain, one commit and one grant round trip, not an
+/// election (openraft 0.9 has no leadership transfer).
 async fn hand_over(
     shared: &Arc<Shared>,
     control: &ControlNode,
@@ -215,7 +213,7 @@ async fn hand_over(
     // the leadership (and the lease) at once, and this node stands aside for it.
     let command =
         ControlCommand::Switchover { from: NodeId::from(me), to: NodeId::from(to), expected_epoch: state.epoch };
-    let proposed = control.propose(command).await;
+    let proposed = commit_switchover(control, command, deadline).await;
     let epoch = match proposed {
         Ok(ControlResponse::Applied { epoch }) => epoch,
         Ok(ControlResponse::Refused(refusal)) => {
@@ -254,6 +252,38 @@ async fn hand_over(
     let reply = OperationReply { ok: true, epoch, message, write_pause_ms: pause_ms, active: control.state().active };
     (OK, reply)
 }
+
+/// Proposes the switchover until it is committed, refused or `deadline` passes. This node
+/// may be the active without leading the control group (a lease grant, `tandem_control::grant`),
+/// e.g. right after the previous switchover, while the leadership moves: a bounce for want of
+/// a leader is retried. An unknown outcome is settled by the applied state: the switchover's
+/// `expected_epoch` makes a second commit impossible, so a retry is refused if the first landed.
+async fn commit_switchover(
+    control: &ControlNode,
+    command: ControlCommand,
+    deadline: Instant,
+) -> Result<ControlResponse, ControlError> {
+    let ControlCommand::Switchover { to, expected_epoch, .. } = command else {
+        unreachable!("commit_switchover is given a switchover");
+    };
+    loop {
+        let outcome = control.propose(command.clone()).await;
+        let state = control.state();
+        if state.epoch == expected_epoch + 1 && state.active == Some(to) {
+            return Ok(ControlResponse::Applied { epoch: state.epoch });
+        }
+        match outcome {
+            Err(ControlError::NotLeader { .. } | ControlError::Unavailable(_)) if Instant::now() < deadline => {
+                tracing::debug!(?outcome, "switchover: no leader to commit it yet; retrying");
+                tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Pause between attempts to commit a switchover while the control group has no leader.
+const RETRY_MS: u64 = 10;
 
 /// Resolves once the standby acknowledged every record of the log (which no longer grows).
 async fn drained(shared: &Shared) {

@@ -32,34 +32,40 @@ pub async fn follow(shared: Arc<Shared>) {
         return;
     };
     let mut shutdown = shared.shutdown.subscribe();
-    let mut backoff_ms = cluster.heartbeat_ms;
+    let mut roles = shared.replication.role_events();
+    // Quick at first: right after a switchover the new active may apply it a moment after
+    // this node did, and refuse the first attempt; while it writes, it waits for this node.
+    let first_ms = limits::PEER_RECONNECT_FIRST_MS.min(cluster.heartbeat_ms);
+    let mut backoff_ms = first_ms;
     // The active gets one detector timeout from this node's start to be heard from: a
     // standby that restarts while the active is down must still see it dead and take over.
     shared.replication.reset_detector();
     loop {
-        if shared.replication.role() == Role::Standby {
-            let started = Instant::now();
-            let ended = tokio::select! {
-                ended = session(&shared) => ended,
+        roles.borrow_and_update();
+        if shared.replication.role() != Role::Standby {
+            // Not a standby: follow as soon as a demotion (a switchover) makes it one.
+            tokio::select! {
+                changed = roles.changed() => if changed.is_err() { return },
                 _ = shutdown.wait_for(|stop| *stop) => return,
-            };
-            shared.replication.set_link_up(false);
-            tracing::warn!(reason = %ended, "replication link to the active down; reconnecting");
-            if started.elapsed() > Duration::from_millis(limits::PEER_RECONNECT_MAX_MS) {
-                backoff_ms = cluster.heartbeat_ms;
             }
-        } else {
-            // Not a standby: check again soon, so that a demoted node (a switchover) follows
-            // the new active within a heartbeat, before its detector judges it dead.
-            backoff_ms = cluster.heartbeat_ms;
+            backoff_ms = first_ms;
+            continue;
+        }
+        let started = Instant::now();
+        let ended = tokio::select! {
+            ended = session(&shared) => ended,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        shared.replication.set_link_up(false);
+        tracing::warn!(reason = %ended, "replication link to the active down; reconnecting");
+        if started.elapsed() > Duration::from_millis(limits::PEER_RECONNECT_MAX_MS) {
+            backoff_ms = first_ms;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if shared.replication.role() == Role::Standby {
-            backoff_ms = (backoff_ms * 2).min(limits::PEER_RECONNECT_MAX_MS);
-        }
+        backoff_ms = (backoff_ms * 2).min(limits::PEER_RECONNECT_MAX_MS);
     }
 }
 
