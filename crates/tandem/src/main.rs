@@ -315,9 +315,11 @@ fn main() -> ExitCode {
                     field: "cluster",
                     message: "the witness needs the [cluster] section".into(),
                 })?;
-                Ok((cluster.validate_witness()?, data_dir.unwrap_or_else(|| PathBuf::from("tandem-witness-data"))))
+                let requirepass = file.requirepass.clone().filter(|password| !password.is_empty());
+                let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("tandem-witness-data"));
+                Ok((cluster.validate_witness()?, requirepass, data_dir))
             });
-            let (cluster, data_dir) = match loaded {
+            let (cluster, requirepass, data_dir) = match loaded {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("tandem: {error}");
@@ -325,7 +327,11 @@ fn main() -> ExitCode {
                 }
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-            match runtime.expect("tokio runtime").block_on(tandem::failover::control::run_witness(cluster, data_dir)) {
+            match runtime.expect("tokio runtime").block_on(tandem::failover::control::run_witness(
+                cluster,
+                requirepass,
+                data_dir,
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("tandem: {error:#}");

@@ -318,6 +318,34 @@ fn sentinel_failover_is_a_planned_switchover_even_when_asked_of_the_standby() {
 }
 
 #[test]
+fn the_witness_endpoint_asks_for_the_requirepass_of_its_file() {
+    let (mut cluster, [_, _, witness_sentinel]) = cluster_with_witness_sentinel("ack_mode = \"sync\"");
+    wait_active(&cluster, 0);
+    let witness = cluster.witness.as_mut().unwrap();
+    witness.kill9();
+    let path = witness.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("requirepass = \"w1tness\"\n{text}")).unwrap();
+    witness.start();
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint answers", || {
+        std::net::TcpStream::connect(("127.0.0.1", witness_sentinel)).is_ok()
+    });
+    let mut connection = sentinel_connection(witness_sentinel);
+    let refused = redis::cmd("SENTINEL").arg("failover").arg("tandem").query::<String>(&mut connection).unwrap_err();
+    assert_eq!(refused.code(), Some("NOAUTH"), "no switchover without the password: {refused}");
+    let ok: String = redis::cmd("AUTH").arg("w1tness").query(&mut connection).unwrap();
+    assert_eq!(ok, "OK");
+    let first = cluster.nodes[0].port;
+    poll_until(CONVERGE_TIMEOUT, "the witness's endpoint names node 1", || {
+        let client = redis::Client::open(format!("redis://:w1tness@127.0.0.1:{witness_sentinel}/")).unwrap();
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
+        let found: Option<(String, u16)> =
+            redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg("tandem").query(&mut connection).unwrap();
+        found == Some(("127.0.0.1".into(), first))
+    });
+}
+
+#[test]
 fn with_requirepass_the_endpoint_answers_only_after_auth() {
     let (mut cluster, sentinels) = cluster_with_sentinels("ack_mode = \"async\"");
     for node in &mut cluster.nodes {

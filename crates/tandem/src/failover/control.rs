@@ -336,9 +336,10 @@ impl StandAside {
 }
 
 /// Runs `tandem witness`: a control-group member that votes and stores the control log,
-/// never campaigns and never holds data, until SIGTERM or SIGINT; with a `sentinel`
-/// address it also serves the Sentinel-compatible endpoint there.
-pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+/// never holds data (and campaigns only to unstick a data node, `tandem_control::witness`),
+/// until SIGTERM or SIGINT; with a `sentinel` address it also serves the Sentinel-compatible
+/// endpoint there, behind `requirepass` when the witness's file sets one.
+pub async fn run_witness(cluster: ClusterConfig, requirepass: Option<String>, data_dir: PathBuf) -> anyhow::Result<()> {
     let config = control_config(&cluster, &data_dir);
     let control = ControlNode::start(config).await.context("starting the witness's control-plane member")?;
     let control = Arc::new(control);
@@ -351,7 +352,7 @@ pub async fn run_witness(cluster: ClusterConfig, data_dir: PathBuf) -> anyhow::R
         None => None,
     };
     let (stop_sentinel, sentinel_stopped) = tokio::sync::watch::channel(false);
-    let sentinel = crate::sentinel::witness::start(&cluster, control.clone(), sentinel_stopped).await?;
+    let sentinel = crate::sentinel::witness::start(&cluster, requirepass, control.clone(), sentinel_stopped).await?;
     tracing::info!(node = cluster.node_id, data_dir = %data_dir.display(), "witness ready");
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -300,13 +300,22 @@ fn receive(shared: &Shared, message: Message, applied: &watch::Sender<u64>) -> R
     match message {
         Message::Records { records, .. } => {
             let applied_all = shared.replication.while_standby(|| {
+                let mut last_applied = None;
+                let mut outcome = Ok(());
                 for record in records {
                     let record = tandem_log::Record::from(record);
                     let index = record.index;
-                    shared.db.apply_replicated(&record).map_err(|error| error.to_string())?;
-                    applied.send_replace(index.0);
+                    if let Err(error) = shared.db.apply_replicated(&record) {
+                        outcome = Err(error.to_string());
+                        break;
+                    }
+                    last_applied = Some(index.0);
                 }
-                Ok(())
+                // Once per batch: every send wakes the acknowledger.
+                if let Some(index) = last_applied {
+                    applied.send_replace(index);
+                }
+                outcome
             });
             applied_all.unwrap_or_else(|| Err("this node is no longer a standby".into()))
         }

@@ -36,12 +36,16 @@ pub struct WitnessSource {
     cluster: ClusterConfig,
     control: Arc<ControlNode>,
     shutdown: watch::Receiver<bool>,
+    /// The witness file's `requirepass`, if set.
+    requirepass: Option<String>,
 }
 
-/// Starts the witness's endpoint when its member has a `sentinel` address; it stops once
-/// `shutdown` is true, and its task ends only after every connection did (they hold `control`).
+/// Starts the witness's endpoint when its member has a `sentinel` address, asking for
+/// `requirepass` when given; it stops once `shutdown` is true, and its task ends only after
+/// every connection did (they hold `control`).
 pub async fn start(
     cluster: &ClusterConfig,
+    requirepass: Option<String>,
     control: Arc<ControlNode>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
@@ -52,7 +56,7 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on the witness's sentinel address {address}"))?;
     tracing::info!(sentinel = %address, "sentinel endpoint up");
-    let source = WitnessSource { cluster: cluster.clone(), control, shutdown };
+    let source = WitnessSource { cluster: cluster.clone(), control, shutdown, requirepass };
     Ok(Some(tokio::spawn(super::serve_from(listener, Arc::new(source)))))
 }
 
@@ -83,7 +87,7 @@ impl Source for WitnessSource {
     }
 
     fn requirepass(&self) -> Option<&str> {
-        None
+        self.requirepass.as_deref()
     }
 
     /// Asks the active's admin endpoint for a switchover to the other data node.
