@@ -261,9 +261,15 @@ impl Database {
 
     /// Whether a reply with this ticket may be sent without waiting.
     pub fn is_acknowledged(&self, ticket: LogIndex) -> bool {
+        self.acknowledgeable() >= ticket
+    }
+
+    /// The highest index a reply may be sent for without waiting (durable under `always`,
+    /// written otherwise).
+    pub fn acknowledgeable(&self) -> LogIndex {
         match self.fsync {
-            FsyncPolicy::Always => self.progress.durable() >= ticket,
-            _ => self.progress.written() >= ticket,
+            FsyncPolicy::Always => self.progress.durable(),
+            _ => self.progress.written(),
         }
     }
 

@@ -182,7 +182,14 @@ impl FileWriter {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), FormatError> {
-        self.checksum = crc32c::crc32c_append(self.checksum, bytes);
+        let checksum = crc32c::crc32c(bytes);
+        self.write_checksummed(bytes, checksum)
+    }
+
+    /// Writes `bytes` whose CRC32C the caller already has: the whole-file checksum takes it
+    /// in by combination, without a second pass over the bytes.
+    fn write_checksummed(&mut self, bytes: &[u8], checksum: u32) -> Result<(), FormatError> {
+        self.checksum = crc32c::crc32c_combine(self.checksum, checksum, bytes.len());
         self.totals.bytes += bytes.len() as u64;
         self.out.write_all(bytes).map_err(|error| FormatError::io("write", &self.path, error))
     }
@@ -208,10 +215,11 @@ impl FileWriter {
         frame[0] = CHUNK_TAG;
         frame[1..5].copy_from_slice(&(self.chunk.len() as u32).to_le_bytes());
         frame[5..9].copy_from_slice(&self.chunk_buckets.to_le_bytes());
-        frame[9..13].copy_from_slice(&crc32c::crc32c(&self.chunk).to_le_bytes());
+        let chunk_checksum = crc32c::crc32c(&self.chunk);
+        frame[9..13].copy_from_slice(&chunk_checksum.to_le_bytes());
         self.write(&frame)?;
         let chunk = std::mem::take(&mut self.chunk);
-        let written = self.write(&chunk);
+        let written = self.write_checksummed(&chunk, chunk_checksum);
         self.chunk = chunk;
         self.chunk.clear();
         self.chunk_buckets = 0;
@@ -370,10 +378,14 @@ impl FileReader {
             ));
         }
         let mut payload = vec![0u8; payload_bytes as usize];
-        self.read(&mut payload, "chunk")?;
-        if crc32c::crc32c(&payload) != stored {
+        read_exact(&mut self.input, &mut payload, &self.path, self.offset, "chunk")?;
+        self.offset += payload.len() as u64;
+        // One pass over the payload: its checksum also goes into the whole-file one.
+        let checksum = crc32c::crc32c(&payload);
+        if checksum != stored {
             return Err(FormatError::corrupt(&self.path, format!("chunk at byte {offset}: checksum mismatch")));
         }
+        self.checksum = crc32c::crc32c_combine(self.checksum, checksum, payload.len());
         self.totals.chunks += 1;
         self.totals.buckets += bucket_count as u64;
         Ok(RawChunk { bucket_count, payload, offset })
@@ -690,6 +702,11 @@ mod tests {
         restored.check_counts();
         assert_eq!(restored.digest(), original.digest());
         assert_eq!(restored.expiring_len(), original.expiring_len());
+        // The footer's checksum is the CRC32C of every byte before it, as the spec says,
+        // although writer and reader take the chunks' checksums in by combination.
+        let bytes = std::fs::read(&path).unwrap();
+        let (body, stored) = bytes.split_at(bytes.len() - 4);
+        assert_eq!(crc32c::crc32c(body), u32::from_le_bytes(stored.try_into().unwrap()));
     }
 
     #[test]

@@ -345,11 +345,16 @@ async fn acknowledge(shared: Arc<Shared>, mut socket: OwnedWriteHalf, mut applie
     let mut last_sent = Instant::now() - heartbeat;
     loop {
         let target = *applied.borrow_and_update();
-        let message = if target > acknowledged {
-            // Durable as appendfsync promises (fsynced under `always`) before it is acknowledged.
-            shared.db.acknowledge(LogIndex(target)).await;
-            acknowledged = target;
-            Message::Ack { epoch: shared.db.epoch(), durable_index: target }
+        // Durable as appendfsync promises (fsynced under `always`) before it is acknowledged;
+        // acknowledged as far as it is, so that the active's replies follow each fsync rather
+        // than the end of a whole batch.
+        let durable = shared.db.acknowledgeable().0.min(target);
+        let message = if durable > acknowledged {
+            acknowledged = durable;
+            Message::Ack { epoch: shared.db.epoch(), durable_index: durable }
+        } else if target > acknowledged {
+            shared.db.acknowledge(LogIndex(acknowledged + 1)).await;
+            continue;
         } else if last_sent.elapsed() >= heartbeat {
             Message::Heartbeat { epoch: shared.db.epoch(), sent_at_ms: unix_ms(), last_index: target }
         } else {
