@@ -24,12 +24,15 @@
 //! of the three members (DESIGN.md invariant 2). The witness never grants: it cannot promise
 //! anything on `B`'s behalf.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::network::client::ask_grant;
+use crate::network::wire::ClusterAuth;
+use crate::node::{ControlConfig, MemberRole};
 use crate::state::{ControlCommand, ControlState, Epoch, NodeId};
 
 /// Both sides of grants on one member.
@@ -150,6 +153,54 @@ pub fn changes_active(command: &ControlCommand, state: &ControlState) -> bool {
         ControlCommand::Promote { node, .. } => state.active != Some(*node),
         ControlCommand::Switchover { to, .. } => state.active != Some(*to),
         _ => false,
+    }
+}
+
+/// As the active, keeps a lease grant from the other data member (module comment): asks as soon
+/// as this member becomes active in an epoch, then every heartbeat, until shutdown.
+pub(crate) async fn keep_grants(
+    config: ControlConfig,
+    auth: Arc<ClusterAuth>,
+    grants: Arc<Grants>,
+    mut state: watch::Receiver<ControlState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let me = config.node_id;
+    let grantors: Vec<(NodeId, String)> = config
+        .members
+        .iter()
+        .filter(|(id, member)| **id != me && member.role == MemberRole::Data)
+        .map(|(id, member)| (*id, member.address.to_string()))
+        .collect();
+    let mut streams: Vec<Option<tokio::net::TcpStream>> = grantors.iter().map(|_| None).collect();
+    let timeout = Duration::from_millis(config.lease_ms);
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
+    let mut refused_before: Option<String> = None;
+    loop {
+        let current = state.borrow_and_update().clone();
+        if current.active == Some(me) {
+            for ((grantor, address), stream) in grantors.iter().zip(streams.iter_mut()) {
+                let sent_at = Instant::now();
+                match ask_grant(stream, address, &auth, me, current.epoch, timeout).await {
+                    Ok(granted) => {
+                        grants.record_held(current.epoch, sent_at, granted);
+                        refused_before = None;
+                    }
+                    Err(reason) => {
+                        // Logged once per reason: a dead peer refuses every heartbeat.
+                        if refused_before.as_ref() != Some(&reason) {
+                            tracing::debug!(grantor, %reason, "control plane: no lease grant");
+                            refused_before = Some(reason);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = state.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
     }
 }
 

@@ -14,15 +14,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::ControlError;
-use crate::grant::{changes_active, Grants};
+use crate::grant::{changes_active, keep_grants, Grants};
 use crate::lease::LeaseTracker;
-use crate::network::client::{ask_grant, forward_proposal, PeerClientFactory};
+use crate::network::client::{forward_proposal, PeerClientFactory};
 use crate::network::server::{propose_locally, serve, MemberContext};
 use crate::network::wire::ClusterAuth;
 use crate::state::{ControlCommand, ControlResponse, ControlState, NodeId, Refusal};
 use crate::storage::{LogStore, StateMachineStore};
 use crate::types::{ControlMetrics, ControlRaft};
-use crate::witness::{Heard, Stuck};
+use crate::witness::{unstick, Heard};
 
 /// How many proposal timeouts `initialize` waits for the first leader and its first commit.
 const INITIALIZE_PROPOSALS_MAX: u64 = 5;
@@ -384,119 +384,5 @@ impl ControlNode {
         let _ = self.listener_task.await;
         let _ = self.member_task.await;
         tracing::info!(node = self.config.node_id, "control plane member stopped");
-    }
-}
-
-/// The witness's watch over a stuck group (`witness.rs`): campaigns when a live data node
-/// cannot be elected for want of log, and, leading, stands aside once a data node holds the
-/// whole log; leads again if no one took over within `CONTROL_STAND_ASIDE_MAX`.
-async fn unstick(config: ControlConfig, raft: ControlRaft, heard: Arc<Heard>, mut shutdown: watch::Receiver<bool>) {
-    let me = config.node_id;
-    let data_members: Vec<NodeId> =
-        config.members.iter().filter(|(_, member)| member.role == MemberRole::Data).map(|(id, _)| *id).collect();
-    let election_max = Duration::from_millis(config.election_timeout_max_ms);
-    let stuck = Stuck::for_election_timeout(election_max);
-    let started = Instant::now();
-    let mut aside_since: Option<Instant> = None;
-    let mut campaigned_at: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let (leading, caught_up) = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            let leading = metrics.state == ServerState::Leader && metrics.current_leader == Some(me);
-            let caught_up = data_members.iter().any(|member| {
-                let matched = metrics.replication.as_ref().and_then(|replication| replication.get(member).copied());
-                let matched = matched.flatten().map(|log_id| log_id.index);
-                matched.is_some() && matched >= metrics.last_log_index
-            });
-            (leading, caught_up)
-        };
-        let runtime = raft.runtime_config();
-        match (leading, aside_since) {
-            (true, None) if caught_up => {
-                tracing::info!("witness: a data node holds the whole control log; standing aside for it");
-                runtime.heartbeat(false);
-                aside_since = Some(now);
-            }
-            (true, Some(since)) if now.duration_since(since) > election_max * STAND_ASIDE_ELECTIONS => {
-                tracing::warn!("witness: no data node took the leadership; leading again for now");
-                runtime.heartbeat(true);
-                aside_since = None;
-            }
-            (false, Some(_)) => {
-                runtime.heartbeat(true);
-                aside_since = None;
-            }
-            _ => {}
-        }
-        // Retried soon: a refusal taught it the candidate's higher term, and the candidate,
-        // having seen a longer log, waits extra before it campaigns again.
-        let retry = Duration::from_millis(config.election_timeout_min_ms);
-        let recently = campaigned_at.is_some_and(|at| now.duration_since(at) < retry);
-        if !leading && !recently && stuck.now(&heard, started, now) {
-            tracing::warn!(
-                "witness: no leader and a data node too far behind to be elected; campaigning to bring it up to date"
-            );
-            campaigned_at = Some(now);
-            if let Err(error) = raft.trigger().elect().await {
-                tracing::warn!(%error, "witness: cannot start an election");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(config.heartbeat_ms)) => {}
-            _ = shutdown.wait_for(|stopped| *stopped) => return,
-        }
-    }
-}
-
-/// How many longest election timeouts the witness stands aside before it leads again.
-const STAND_ASIDE_ELECTIONS: u32 = 4;
-
-/// As the active, keeps a lease grant from the other data member (`grant.rs`): asks as soon
-/// as this member becomes active in an epoch, then every heartbeat, until shutdown.
-async fn keep_grants(
-    config: ControlConfig,
-    auth: Arc<ClusterAuth>,
-    grants: Arc<Grants>,
-    mut state: watch::Receiver<ControlState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let me = config.node_id;
-    let grantors: Vec<(NodeId, String)> = config
-        .members
-        .iter()
-        .filter(|(id, member)| **id != me && member.role == MemberRole::Data)
-        .map(|(id, member)| (*id, member.address.to_string()))
-        .collect();
-    let mut streams: Vec<Option<tokio::net::TcpStream>> = grantors.iter().map(|_| None).collect();
-    let timeout = Duration::from_millis(config.lease_ms);
-    let heartbeat = Duration::from_millis(config.heartbeat_ms);
-    let mut refused_before: Option<String> = None;
-    loop {
-        let current = state.borrow_and_update().clone();
-        if current.active == Some(me) {
-            for ((grantor, address), stream) in grantors.iter().zip(streams.iter_mut()) {
-                let sent_at = Instant::now();
-                match ask_grant(stream, address, &auth, me, current.epoch, timeout).await {
-                    Ok(granted) => {
-                        grants.record_held(current.epoch, sent_at, granted);
-                        refused_before = None;
-                    }
-                    Err(reason) => {
-                        // Logged once per reason: a dead peer refuses every heartbeat.
-                        if refused_before.as_ref() != Some(&reason) {
-                            tracing::debug!(grantor, %reason, "control plane: no lease grant");
-                            refused_before = Some(reason);
-                        }
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(heartbeat) => {}
-            _ = shutdown.wait_for(|stopped| *stopped) => return,
-        }
     }
 }

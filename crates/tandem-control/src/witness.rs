@@ -15,10 +15,16 @@
 //! leads. If no one takes over within a bound, it leads again, so the group is never left
 //! without a leader by the witness's own standing aside.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::ServerState;
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::node::{ControlConfig, MemberRole};
+use crate::state::NodeId;
+use crate::types::ControlRaft;
 
 /// What the witness's server saw of leaders and candidates.
 #[derive(Default)]
@@ -83,6 +89,77 @@ impl Stuck {
         leaderless && candidate_behind
     }
 }
+
+/// The witness's watch over a stuck group (`witness.rs`): campaigns when a live data node
+/// cannot be elected for want of log, and, leading, stands aside once a data node holds the
+/// whole log; leads again if no one took over within `STAND_ASIDE_ELECTIONS` election timeouts.
+pub(crate) async fn unstick(
+    config: ControlConfig,
+    raft: ControlRaft,
+    heard: Arc<Heard>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let me = config.node_id;
+    let data_members: Vec<NodeId> =
+        config.members.iter().filter(|(_, member)| member.role == MemberRole::Data).map(|(id, _)| *id).collect();
+    let election_max = Duration::from_millis(config.election_timeout_max_ms);
+    let stuck = Stuck::for_election_timeout(election_max);
+    let started = Instant::now();
+    let mut aside_since: Option<Instant> = None;
+    let mut campaigned_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let (leading, caught_up) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let leading = metrics.state == ServerState::Leader && metrics.current_leader == Some(me);
+            let caught_up = data_members.iter().any(|member| {
+                let matched = metrics.replication.as_ref().and_then(|replication| replication.get(member).copied());
+                let matched = matched.flatten().map(|log_id| log_id.index);
+                matched.is_some() && matched >= metrics.last_log_index
+            });
+            (leading, caught_up)
+        };
+        let runtime = raft.runtime_config();
+        match (leading, aside_since) {
+            (true, None) if caught_up => {
+                tracing::info!("witness: a data node holds the whole control log; standing aside for it");
+                runtime.heartbeat(false);
+                aside_since = Some(now);
+            }
+            (true, Some(since)) if now.duration_since(since) > election_max * STAND_ASIDE_ELECTIONS => {
+                tracing::warn!("witness: no data node took the leadership; leading again for now");
+                runtime.heartbeat(true);
+                aside_since = None;
+            }
+            (false, Some(_)) => {
+                runtime.heartbeat(true);
+                aside_since = None;
+            }
+            _ => {}
+        }
+        // Retried soon: a refusal taught it the candidate's higher term, and the candidate,
+        // having seen a longer log, waits extra before it campaigns again.
+        let retry = Duration::from_millis(config.election_timeout_min_ms);
+        let recently = campaigned_at.is_some_and(|at| now.duration_since(at) < retry);
+        if !leading && !recently && stuck.now(&heard, started, now) {
+            tracing::warn!(
+                "witness: no leader and a data node too far behind to be elected; campaigning to bring it up to date"
+            );
+            campaigned_at = Some(now);
+            if let Err(error) = raft.trigger().elect().await {
+                tracing::warn!(%error, "witness: cannot start an election");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(config.heartbeat_ms)) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// How many longest election timeouts the witness stands aside before it leads again.
+const STAND_ASIDE_ELECTIONS: u32 = 4;
 
 #[cfg(test)]
 mod tests {

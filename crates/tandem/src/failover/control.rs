@@ -1,7 +1,9 @@
 //! The data node's side of the control plane: follow the replicated
 //! [`ControlState`] (who is active, in which epoch), promote this node when
 //! the active is dead and this node is in sync, and keep the control group's
-//! leadership on the active, whose lease is the leader's lease.
+//! leadership on the active. The active's lease is its leader lease or the
+//! other data node's grant (`tandem_control::grant`); leading lets it keep
+//! writing when the standby dies.
 //!
 //! Decisions are pure functions of the control state, this node's id and the
 //! failure detector's verdict on the peer ([`role_in`], [`proposal`],
@@ -130,7 +132,8 @@ pub fn proposal(
 }
 
 /// Whether this node, leading the control group without being the active, should stand
-/// aside so that the live active leads: the active's lease exists only while it leads.
+/// aside so that the live active leads: then the active's lease does not hang on this
+/// node's grant, and survives this node's death.
 pub fn should_stand_aside(state: &ControlState, me: NodeId, leading: bool, peer_verdict: Option<Verdict>) -> bool {
     leading && state.active.is_some_and(|active| active != me) && peer_verdict == Some(Verdict::Alive)
 }
