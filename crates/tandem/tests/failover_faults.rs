@@ -18,7 +18,7 @@ mod history;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,13 +155,19 @@ const REGISTER_CLIENTS: usize = 3;
 /// What the test thread tells the register clients.
 #[derive(Default)]
 struct Phases {
+    /// The node that is frozen later (1, or 2 after a switchover).
+    frozen: AtomicU32,
+    /// A switchover from node 1 to node 2 is under way: node 1's reads may be stale from now.
+    switching: AtomicBool,
+    /// Node 2 confirmed it accepts writes after the switchover: its reads are the active's.
+    switched: AtomicBool,
     /// The old active is about to be frozen: its reads from now on may be served after the
     /// failover, by a node that is no longer the active.
     pausing: AtomicBool,
     /// Every thread of the old active is stopped: whatever it answers from now on, it answers
     /// after the standby took over.
     stopped: AtomicBool,
-    /// Node 2 was seen promoted: its reads from now on are the new active's.
+    /// The other node was seen promoted: its reads from now on are the new active's.
     promoted: AtomicBool,
     /// The workload ends.
     stop: AtomicBool,
@@ -202,7 +208,8 @@ fn register_client(
         let key = format!("register:{}", rng.gen_range(0..REGISTER_KEYS));
         let reply = if rng.gen_bool(0.5) {
             let value = format!("n{node_id}c{client}s{sequence}");
-            let after_stop = node_id == 1 && phases.stopped.load(Ordering::SeqCst);
+            let frozen = phases.frozen.load(Ordering::SeqCst);
+            let after_stop = node_id == frozen && phases.stopped.load(Ordering::SeqCst);
             let id = history.invoke(Operation::Write { key: key.clone(), value: value.clone() });
             let reply = reply_of(&redis::cmd("SET").arg(&key).arg(&value).query::<String>(open));
             history.complete(
@@ -218,9 +225,12 @@ fn register_client(
             }
             reply
         } else {
-            let served_by_the_active = match node_id {
-                1 => !phases.pausing.load(Ordering::SeqCst),
-                _ => phases.promoted.load(Ordering::SeqCst),
+            let (frozen, load) =
+                (phases.frozen.load(Ordering::SeqCst), |flag: &AtomicBool| flag.load(Ordering::SeqCst));
+            let served_by_the_active = if node_id == frozen {
+                (node_id == 1 || load(&phases.switched)) && !load(&phases.pausing)
+            } else {
+                (node_id == 1 && !load(&phases.switching)) || load(&phases.promoted)
             };
             let id = served_by_the_active.then(|| history.invoke(Operation::Read { key: key.clone() }));
             let result = redis::cmd("GET").arg(&key).query::<Option<String>>(open);
@@ -243,10 +253,29 @@ fn register_client(
 
 #[test]
 fn pausing_the_active_past_the_detector_timeout_promotes_the_standby_and_fences_the_old_active() {
+    pause_the_active_past_the_detector_timeout(started_cluster(), false);
+}
+
+/// The same, right after a switchover: the new active writes under the old one's lease grant
+/// (`tandem_control::grant`) before it leads the control group. Frozen then, it still never
+/// acknowledges a write after the old active, promoted again, has waited out its grant.
+#[test]
+fn pausing_an_active_that_writes_under_a_grant_promotes_the_grantor_and_fences_it() {
+    let cluster = Cluster::start_with_admin(SYNC, ["", ""]);
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    pause_the_active_past_the_detector_timeout(cluster, true);
+}
+
+/// Register clients on both nodes and writers on the active; the active is frozen (SIGSTOP)
+/// past the detector's timeout, the standby is promoted, the old active resumes fenced. With
+/// `switch_first`, a switchover hands the role from node 1 to node 2 just before, and node 2
+/// is the one frozen.
+fn pause_the_active_past_the_detector_timeout(mut cluster: Cluster, switch_first: bool) {
     let seed = test_seed();
-    let mut cluster = started_cluster();
     let history = Arc::new(History::default());
     let phases = Arc::new(Phases::default());
+    phases.frozen.store(if switch_first { 2 } else { 1 }, Ordering::SeqCst);
     let clients: Vec<JoinHandle<ClientReport>> = (0..2)
         .flat_map(|index| (0..REGISTER_CLIENTS).map(move |client| (index, client)))
         .map(|(index, client)| {
@@ -256,27 +285,49 @@ fn pausing_the_active_past_the_detector_timeout_promotes_the_standby_and_fences_
             std::thread::spawn(move || register_client(node_id, url, client, seed, history, phases))
         })
         .collect();
-    let writers = Writers::start(&cluster.nodes[0].url(), 2);
+    let (active, standby_index) = if switch_first { (1, 0) } else { (0, 1) };
+    let mut writers_before = None;
+    if switch_first {
+        let early = Writers::start(&cluster.nodes[0].url(), 2);
+        poll_until(CONVERGE_TIMEOUT, "the workload acknowledged writes before the switchover", || {
+            early.acknowledged_count() >= 50 && history.counts().1 >= 20
+        });
+        let admin = ([127, 0, 0, 1], cluster.nodes[0].admin_port.unwrap()).into();
+        phases.switching.store(true, Ordering::SeqCst);
+        let response =
+            tandem::admin::client::request(admin, "POST", "/switchover", Some("{}"), CONVERGE_TIMEOUT).unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        phases.switched.store(true, Ordering::SeqCst);
+        writers_before = Some(early.stop());
+    }
+    let epoch: u64 = info(&cluster.nodes[active], "tandem_epoch").parse().unwrap();
+    let writers = Writers::start(&cluster.nodes[active].url(), 2);
+    let enough = if switch_first { 20 } else { 100 };
     poll_until(CONVERGE_TIMEOUT, "the workload acknowledged writes", || {
-        writers.acknowledged_count() >= 100 && history.counts().1 >= 50
+        writers.acknowledged_count() >= enough && history.counts().1 >= 50
     });
+    if switch_first {
+        let leader = info(&cluster.nodes[active], "tandem_control_leader");
+        println!("frozen while the control group's leader is {leader:?} (node 2's lease is the grant unless it is 2)");
+    }
 
     phases.pausing.store(true, Ordering::SeqCst);
-    cluster.nodes[0].pause();
+    cluster.nodes[active].pause();
     phases.stopped.store(true, Ordering::SeqCst);
-    let standby = &cluster.nodes[1];
-    poll_until(CONVERGE_TIMEOUT, "the standby is promoted at epoch 2", || {
-        info(standby, "role") == "master" && info(standby, "tandem_epoch") == "2"
+    let standby = &cluster.nodes[standby_index];
+    let next_epoch = (epoch + 1).to_string();
+    poll_until(CONVERGE_TIMEOUT, "the standby is promoted in the next epoch", || {
+        info(standby, "role") == "master" && info(standby, "tandem_epoch") == next_epoch
     });
     phases.promoted.store(true, Ordering::SeqCst);
     let before = history.counts().1;
     poll_until(CONVERGE_TIMEOUT, "the new active acknowledges writes", || history.counts().1 >= before + 20);
-    cluster.nodes[0].resume();
+    cluster.nodes[active].resume();
     // The old active learns the new epoch and follows the new active.
-    let old_active = &cluster.nodes[0];
-    poll_until(CONVERGE_TIMEOUT, "the old active follows the new one at epoch 2", || {
+    let old_active = &cluster.nodes[active];
+    poll_until(CONVERGE_TIMEOUT, "the old active follows the new one in the next epoch", || {
         info(old_active, "role") == "slave"
-            && info(old_active, "tandem_epoch") == "2"
+            && info(old_active, "tandem_epoch") == next_epoch
             && info(old_active, "master_link_status") == "up"
     });
     // Let both nodes' clients run a little longer against the settled roles.
@@ -284,10 +335,11 @@ fn pausing_the_active_past_the_detector_timeout_promotes_the_standby_and_fences_
     poll_until(CONVERGE_TIMEOUT, "more operations after the old active resumed", || history.counts().0 >= before + 200);
     phases.stop.store(true, Ordering::SeqCst);
     let reports: Vec<ClientReport> = clients.into_iter().map(|client| client.join().unwrap()).collect();
-    let acknowledged = writers.stop();
+    let mut acknowledged = writers.stop();
+    acknowledged.extend(writers_before.unwrap_or_default());
 
     // Close every key's history with a read on the new active.
-    let mut new_active = cluster.nodes[1].connection();
+    let mut new_active = cluster.nodes[standby_index].connection();
     for key in 0..REGISTER_KEYS {
         let key = format!("register:{key}");
         let id = history.invoke(Operation::Read { key: key.clone() });
@@ -316,7 +368,8 @@ fn pausing_the_active_past_the_detector_timeout_promotes_the_standby_and_fences_
         }
     }
     // The old active rejoined as a standby holding exactly the new active's records.
-    let (mut old_connection, mut new_connection) = (cluster.nodes[0].connection(), cluster.nodes[1].connection());
+    let (mut old_connection, mut new_connection) =
+        (cluster.nodes[active].connection(), cluster.nodes[standby_index].connection());
     poll_until(CONVERGE_TIMEOUT, "the old active converges on the new one", || {
         cluster_support::info_field(&mut new_connection, "master_repl_offset")
             == cluster_support::info_field(&mut old_connection, "slave_repl_offset")
