@@ -121,6 +121,12 @@ pub struct Replication {
     role_change: Mutex<()>,
     /// The control-plane member, when the cluster has one: its lease fences the active.
     control: OnceLock<Arc<ControlNode>>,
+    /// The end of the lease last computed, in nanoseconds after `lease_base` (0: none):
+    /// a fixed promise, so commands need not recompute it until then. Cleared on every role
+    /// change.
+    lease_until_nanos: AtomicU64,
+    /// The origin of `lease_until_nanos`.
+    lease_base: tokio::time::Instant,
     /// Every role change, as (role, epoch): the service address, `on_role_change`, the
     /// role-change channel and client disconnection follow it (`failover::roles`).
     role_events: watch::Sender<RoleEvent>,
@@ -222,6 +228,8 @@ impl Replication {
             clock: Instant::now(),
             role_change: Mutex::new(()),
             control: OnceLock::new(),
+            lease_until_nanos: AtomicU64::new(0),
+            lease_base: tokio::time::Instant::now(),
             role_events: watch::Sender::new(RoleEvent { role, epoch: 0, previous: role }),
             failover: Mutex::new(FailoverRecord::default()),
             service_address: AddressStatus::default(),
@@ -277,6 +285,8 @@ impl Replication {
 
     fn apply_role(&self, db: &Database, role: Role, epoch: u64) {
         assert!(epoch >= db.epoch(), "epochs only increase: {} -> {epoch}", db.epoch());
+        // A lease computed for another role or epoch is not this one's.
+        self.lease_until_nanos.store(0, Ordering::Release);
         let previous = self.role();
         db.set_epoch(epoch);
         db.set_writable(role != Role::Standby);
@@ -365,7 +375,20 @@ impl Replication {
             return false;
         };
         let now = tokio::time::Instant::now();
-        control.lease_valid_until(now).is_none_or(|valid_until| valid_until <= now)
+        // The lease's end is a promise fixed when it was computed (no other node can become
+        // active before it but by this node's own switchover), so it is reused until then.
+        let cached = self.lease_until_nanos.load(Ordering::Acquire);
+        if cached != 0 && now < self.lease_base + Duration::from_nanos(cached) {
+            return false;
+        }
+        match control.lease_valid_until(now) {
+            Some(valid_until) if valid_until > now => {
+                let nanos = valid_until.duration_since(self.lease_base).as_nanos() as u64;
+                self.lease_until_nanos.store(nanos.max(1), Ordering::Release);
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Whether client writes must be refused with `-READONLY`.
