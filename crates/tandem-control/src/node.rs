@@ -32,7 +32,8 @@ const INITIALIZE_PROPOSALS_MAX: u64 = 5;
 pub enum MemberRole {
     /// A data node: campaigns for leadership and may become active.
     Data,
-    /// The witness: votes, never campaigns (`Config::enable_elect = false`).
+    /// The witness: votes, and campaigns only to unstick a data node whose log is behind
+    /// (`Config::enable_elect = false`; `witness.rs`); never active.
     Witness,
 }
 
