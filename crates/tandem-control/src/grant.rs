@@ -41,8 +41,6 @@ pub struct Grants {
     lease: Duration,
     drift_margin: Duration,
     inner: Mutex<Inner>,
-    /// Holding side: the epoch of the newest grant held, for whoever waits for the lease.
-    held_epoch: watch::Sender<Option<Epoch>>,
 }
 
 struct Inner {
@@ -59,7 +57,7 @@ impl Grants {
     /// just before: see the module comment).
     pub fn new(me: NodeId, lease: Duration, drift_margin: Duration, now: Instant) -> Grants {
         let inner = Inner { issued_until: now + lease + drift_margin, sealed: 0, held: None };
-        Grants { me, lease, drift_margin, inner: Mutex::new(inner), held_epoch: watch::Sender::new(None) }
+        Grants { me, lease, drift_margin, inner: Mutex::new(inner) }
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -112,14 +110,6 @@ impl Grants {
         if newer {
             inner.held = Some((epoch, valid_until));
         }
-        drop(inner);
-        self.held_epoch.send_if_modified(|held| held.replace(epoch) != Some(epoch));
-    }
-
-    /// Holding side: changes when the first grant of a new epoch arrives, so that what waits
-    /// for the lease (e.g. the service address) need not poll for it.
-    pub fn held_epochs(&self) -> watch::Receiver<Option<Epoch>> {
-        self.held_epoch.subscribe()
     }
 
     /// Holding side: until when this member may act as the active under a grant, by its

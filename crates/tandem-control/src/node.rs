@@ -354,11 +354,6 @@ impl ControlNode {
         self.leader_lease_until(now).max(granted)
     }
 
-    /// Changes when this member receives the first lease grant of an epoch (`grant.rs`).
-    pub fn grant_changes(&self) -> watch::Receiver<Option<crate::state::Epoch>> {
-        self.grants.held_epochs()
-    }
-
     /// Until when this member may act as leader without another leader possibly existing;
     /// `None` if it is not leader or holds no lease at `now`. See `lease.rs` for the argument.
     pub fn leader_lease_until(&self, now: Instant) -> Option<Instant> {

@@ -201,21 +201,14 @@ fn redis_py_sentinel_finds_the_active_when_installed() {
 /// Runs [`REDIS_PY_SCRIPT`] against the endpoints `sentinels`, expecting the active at `active_port`.
 fn run_redis_py(python: &str, sentinels: &[u16], active_port: u16) {
     let ports: Vec<String> = sentinels.iter().map(u16::to_string).collect();
-    let mut child = std::process::Command::new(python)
+    let child = std::process::Command::new(python)
         .args(["-c", REDIS_PY_SCRIPT, &ports.join(","), &active_port.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + CONVERGE_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
+    // A script killed at the deadline fails the assertion below.
+    let (output, _) = tandem_testkit::process::output_within(child, CONVERGE_TIMEOUT);
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.contains("ok"), "{stdout}{stderr}");
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use lab_support::{request, LabCluster, Placement, Settings};
 use tandem_testkit::ports::free_port;
+use tandem_testkit::process::output_within;
 
 /// How long a node may take to start, and a failover to complete.
 const WAIT: Duration = Duration::from_secs(30);
@@ -64,22 +65,16 @@ macro_rules! skip_unless_lab {
 
 /// Runs a command to completion, killed after `COMMAND_TIMEOUT`.
 fn run(program: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("spawn {program}: {error}"));
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{program} {args:?} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().unwrap()
+    let (output, finished) = output_within(child, COMMAND_TIMEOUT);
+    assert!(finished, "{program} {args:?} did not finish within {COMMAND_TIMEOUT:?}");
+    output
 }
 
 /// Runs a command that must succeed; returns its stdout.

@@ -142,8 +142,6 @@ pub async fn hold(shared: Arc<Shared>, mut form: impl AddressTakeover) {
     let mut holding = Holding::default();
     let mut last_error = String::new();
     let mut role_changed = false;
-    // The first lease grant of an epoch makes a new active's address wanted: no tick's wait.
-    let mut grants = shared.replication.control().map(|control| control.grant_changes());
     loop {
         let replication = &shared.replication;
         let want = wanted(replication.role(), replication.lease_lost());
@@ -158,24 +156,11 @@ pub async fn hold(shared: Arc<Shared>, mut form: impl AddressTakeover) {
         tokio::select! {
             _ = ticker.tick() => {}
             changed = events.changed() => if changed.is_err() { break } else { role_changed = true },
-            _ = granted(&mut grants) => {}
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
         }
     }
     if holding.claimed {
         give_up(&shared, &mut form, &mut holding, &mut last_error).await;
-    }
-}
-
-/// Resolves when a lease grant of a new epoch arrives; never without a control plane.
-async fn granted(grants: &mut Option<tokio::sync::watch::Receiver<Option<u64>>>) {
-    match grants {
-        Some(receiver) => {
-            if receiver.changed().await.is_err() {
-                *grants = None;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -209,8 +209,8 @@ async fn hand_over(
     if let Err(reason) = standby_ready(shared, &state, to) {
         return resume(shared, control, &state, format!("switchover to node {to} refused: {reason}"));
     }
-    // Committed while this node still leads: from then on `to` is the active, campaigns for
-    // the leadership (and the lease) at once, and this node stands aside for it.
+    // Once committed, `to` is the active: it writes under this node's grant, campaigns for
+    // the leadership, and this node stands aside for it.
     let command =
         ControlCommand::Switchover { from: NodeId::from(me), to: NodeId::from(to), expected_epoch: state.epoch };
     let proposed = commit_switchover(control, command, deadline).await;

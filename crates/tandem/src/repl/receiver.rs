@@ -301,16 +301,12 @@ fn receive(shared: &Shared, message: Message, applied: &watch::Sender<u64>) -> R
         Message::Records { records, .. } => {
             let applied_all = shared.replication.while_standby(|| {
                 let mut last_applied = None;
-                let mut outcome = Ok(());
-                for record in records {
+                let outcome = records.into_iter().try_for_each(|record| {
                     let record = tandem_log::Record::from(record);
-                    let index = record.index;
-                    if let Err(error) = shared.db.apply_replicated(&record) {
-                        outcome = Err(error.to_string());
-                        break;
-                    }
-                    last_applied = Some(index.0);
-                }
+                    shared.db.apply_replicated(&record).map_err(|error| error.to_string())?;
+                    last_applied = Some(record.index.0);
+                    Ok(())
+                });
                 // Once per batch: every send wakes the acknowledger.
                 if let Some(index) = last_applied {
                     applied.send_replace(index);

@@ -178,7 +178,7 @@ impl Cluster {
 
     /// Runs `tandem <args>` (an operator command) to completion, bounded by `within`.
     pub fn tandem(&self, args: &[&str], within: Duration) -> std::process::Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tandem"))
             .env_remove("RUST_LOG")
             .args(args)
             .stdin(Stdio::null())
@@ -186,15 +186,9 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tandem");
-        let deadline = Instant::now() + within;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("tandem {args:?} did not finish within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.wait_with_output().unwrap()
+        let (output, finished) = tandem_testkit::process::output_within(child, within);
+        assert!(finished, "tandem {args:?} did not finish within {within:?}");
+        output
     }
 
     /// The node that starts active.
