@@ -68,8 +68,8 @@ fn demo_with_a_cold_standby_reports_the_archive_lag_and_the_loss() {
     for round in rounds {
         let field = |name: &str| round[name].as_u64().unwrap_or_else(|| panic!("{name} missing: {round}"));
         // Only what was not yet archived can be lost: the audit never finds more missing
-        // than the active's archive lag just before the kill, plus what it acknowledged
-        // between that reading and the kill.
+        // than the active's archive lag just before the kill, plus the writes sent before the
+        // kill and acknowledged after that reading (some replies arrive after the kill).
         let lost = field("lost_acknowledged_writes");
         let after_reading = field("writes_before_fault") - field("writes_at_archive_reading");
         assert!(lost <= field("archive_lag_records") + after_reading, "more lost than was unarchived: {round}");

@@ -192,7 +192,8 @@ pub struct Round {
     pub round: u32,
     /// Writes acknowledged in this round (before and after the fault).
     pub acknowledged_writes: u64,
-    /// Writes acknowledged before the fault.
+    /// Writes sent before the fault and acknowledged (by the old active; a reply may
+    /// arrive just after the kill).
     pub writes_before_fault: u64,
     /// Writes whose outcome is unknown (in flight at the fault).
     pub unknown_writes: u64,
@@ -222,8 +223,8 @@ pub struct Round {
     /// Cold standby: records the active had not yet archived just before the fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archive_lag_records: Option<u64>,
-    /// Cold standby: writes acknowledged when the archive lag was read (a few more may be
-    /// acknowledged between that reading and the fault).
+    /// Cold standby: writes acknowledged just before the archive lag was read (those sent
+    /// before the fault and acknowledged later are `writes_before_fault` minus this).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writes_at_archive_reading: Option<u64>,
     /// Cold standby: how long the new active took to rebuild from the archive, ms.
@@ -567,7 +568,7 @@ async fn run_round(
 ) -> anyhow::Result<Round> {
     let writers = Writers::start(target, round, args.clients as usize);
     tokio::time::sleep(Duration::from_millis(args.load_ms)).await;
-    let writes_before_fault = writers.ledger().acknowledged_count();
+    // Read before the lag: every write acknowledged by then is archived or counted in it.
     let writes_at_archive_reading = writers.ledger().acknowledged_count();
     let archive_lag_records = match args.standby {
         Standby::Hot => None,
@@ -599,7 +600,7 @@ async fn run_round(
     Ok(Round {
         round,
         acknowledged_writes: tally.acknowledged.len() as u64,
-        writes_before_fault,
+        writes_before_fault: tally.sent_before_fault,
         unknown_writes: tally.unknown,
         lost_acknowledged_writes: audit.lost,
         detected_ms: info.since("tandem_last_failover_detected_unix_ms", fault_unix_ms),

@@ -49,6 +49,9 @@ impl Target {
 #[derive(Default)]
 pub struct Ledger {
     acknowledged: Mutex<Vec<(String, String)>>,
+    /// Acknowledged writes sent before the fault (served by the old active, whenever their
+    /// reply arrived).
+    sent_before_fault: AtomicU64,
     unknown: AtomicU64,
     /// The instant of the fault, once it happened.
     fault: Mutex<Option<Instant>>,
@@ -76,6 +79,8 @@ impl Ledger {
         self.acknowledged.lock().expect("ledger lock").push((key, value));
         if self.fault.lock().expect("ledger lock").is_some_and(|fault| sent >= fault) {
             self.first_after_fault.lock().expect("ledger lock").get_or_insert(acknowledged);
+        } else {
+            self.sent_before_fault.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -86,6 +91,8 @@ pub struct Tally {
     pub acknowledged: Vec<(String, String)>,
     /// Writes whose outcome is unknown.
     pub unknown: u64,
+    /// Acknowledged writes sent before the fault (some replies arrive after it).
+    pub sent_before_fault: u64,
 }
 
 /// The running writer tasks of one round.
@@ -123,6 +130,7 @@ impl Writers {
         Tally {
             acknowledged: std::mem::take(&mut *self.ledger.acknowledged.lock().expect("ledger lock")),
             unknown: self.ledger.unknown.load(Ordering::Relaxed),
+            sent_before_fault: self.ledger.sent_before_fault.load(Ordering::Relaxed),
         }
     }
 }
