@@ -19,11 +19,12 @@ use crate::types::Record;
 /// How much a cursor reads at once.
 const WINDOW_BYTES: usize = 1024 * 1024;
 
-/// What lies at an offset of a segment.
+/// What lies at an offset of a segment; `R` is what is decoded from an
+/// intact body (the whole record, or only its index for a scan).
 #[derive(Debug)]
-pub(crate) enum Frame {
+pub(crate) enum Frame<R = Record> {
     /// An intact record and the bytes its frame occupies.
-    Record(Record, u64),
+    Record(R, u64),
     /// The file ends exactly here.
     End,
     /// The file ends inside a frame whose declared length is plausible.
@@ -75,6 +76,21 @@ impl SegmentCursor {
 
     /// Reads the frame at `offset`, verifying its length bound and checksum.
     pub(crate) fn read_frame(&mut self, offset: u64, record_bytes_max: u32) -> io::Result<Frame> {
+        self.check_frame(offset, record_bytes_max, decode_body)
+    }
+
+    /// Verifies the frame at `offset` like [`SegmentCursor::read_frame`] but
+    /// returns only the record's index: a scan neither allocates nor copies payloads.
+    pub(crate) fn read_frame_index(&mut self, offset: u64, record_bytes_max: u32) -> io::Result<Frame<u64>> {
+        self.check_frame(offset, record_bytes_max, body_index)
+    }
+
+    fn check_frame<R>(
+        &mut self,
+        offset: u64,
+        record_bytes_max: u32,
+        decode: impl FnOnce(&[u8]) -> R,
+    ) -> io::Result<Frame<R>> {
         let header = self.bytes_at(offset, FRAME_HEADER_BYTES)?;
         if header.is_empty() {
             return Ok(Frame::End);
@@ -97,7 +113,7 @@ impl SegmentCursor {
             return Ok(Frame::Invalid(Corruption::ChecksumMismatch));
         }
         let frame_bytes = (FRAME_HEADER_BYTES + body_bytes) as u64;
-        Ok(Frame::Record(decode_body(body), frame_bytes))
+        Ok(Frame::Record(decode(body), frame_bytes))
     }
 
     /// Offset of the first intact frame starting in `from..end` whose index is in `indexes`.
@@ -125,7 +141,7 @@ impl SegmentCursor {
                 && fits
                 && indexes.contains(&body_index(&probe[FRAME_HEADER_BYTES..]));
             if candidate {
-                if let Frame::Record(..) = self.read_frame(offset, record_bytes_max)? {
+                if let Frame::Record(..) = self.read_frame_index(offset, record_bytes_max)? {
                     return Ok(Some(offset));
                 }
             }

@@ -125,10 +125,10 @@ fn scan_segment(
     let mut next_index = segment.first_index;
     let reason = loop {
         valid.valid_bytes = offset;
-        match cursor.read_frame(offset, options.record_bytes_max).map_err(read_error)? {
-            Frame::Record(record, frame_bytes) => {
-                if record.index.0 != next_index {
-                    let found = record.index.0;
+        match cursor.read_frame_index(offset, options.record_bytes_max).map_err(read_error)? {
+            Frame::Record(index, frame_bytes) => {
+                if index != next_index {
+                    let found = index;
                     let reason = Corruption::IndexDiscontinuity { expected: next_index, found };
                     return Ok((valid, Some((offset, reason, false))));
                 }
@@ -212,7 +212,7 @@ fn count_in_segment(
     let record_bytes_max = options.record_bytes_max;
     while let Some(mut offset) = cursor.find_intact_frame(search_from, file_bytes, indexes.clone(), record_bytes_max)? {
         loop {
-            match cursor.read_frame(offset, record_bytes_max)? {
+            match cursor.read_frame_index(offset, record_bytes_max)? {
                 Frame::Record(_, frame_bytes) => {
                     counted += 1;
                     offset += frame_bytes;

@@ -125,11 +125,28 @@ impl Database {
         let fsync = options.fsync;
         let mut keyspace = Keyspace::new();
         let checkpoints = crate::checkpoint::file::directory(data_dir);
-        let loaded = crate::checkpoint::restore::load_newest(&checkpoints, node.0, &mut keyspace, &mut |_| {})
-            .map_err(crate::checkpoint::RestoreError::from)?;
+        // The log's validation and the checkpoint's load read different files:
+        // they run side by side, and the log is fitted to the checkpoint after.
+        let (loaded, recovery) = std::thread::scope(|scope| {
+            let recovering = std::thread::Builder::new()
+                .name("tandem-log-recovery".into())
+                .spawn_scoped(scope, || tandem_log::recover(dir, &options));
+            let loaded = crate::checkpoint::restore::load_newest(&checkpoints, node.0, &mut keyspace, &mut |_| {});
+            let recovery = match recovering {
+                Ok(recovering) => recovering.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => tandem_log::recover(dir, &options),
+            };
+            (loaded, recovery)
+        });
+        let loaded = loaded.map_err(crate::checkpoint::RestoreError::from)?;
         let base_generation = keyspace.advance_generation();
-        let recovery =
-            crate::checkpoint::restore::recover_log_after(dir, &options, loaded.log_index(), &loaded.skipped)?;
+        let recovery = crate::checkpoint::restore::fit_log_after(
+            dir,
+            &options,
+            recovery.map_err(crate::checkpoint::RestoreError::from)?,
+            loaded.log_index(),
+            &loaded.skipped,
+        )?;
         let mut replayed = 0u64;
         let mut last_record_epoch = loaded.chain.last().map_or(0, |tip| tip.epoch);
         for record in tandem_log::read_from(dir, LogIndex(loaded.log_index() + 1), &options)? {

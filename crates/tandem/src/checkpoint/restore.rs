@@ -236,23 +236,29 @@ fn load_full(
         let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
         type Decoded = Result<(u64, Vec<(u32, Bucket)>), FormatError>;
         let (bucket_sender, bucket_receiver) = std::sync::mpsc::sync_channel::<Decoded>(workers * 2);
+        // Decoded chunks' payload buffers go back to the reader for reuse.
+        let (spare_sender, spare_receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(workers * 4);
         for _ in 0..workers {
             let chunk_receiver = Arc::clone(&chunk_receiver);
             let bucket_sender = bucket_sender.clone();
+            let spare_sender = spare_sender.clone();
             scope.spawn(move || loop {
                 let next = chunk_receiver.lock().recv();
                 let Ok(chunk) = next else { return };
                 let end = chunk.offset + chunk.payload.len() as u64;
-                if bucket_sender.send(decode_chunk(path, &chunk).map(|buckets| (end, buckets))).is_err() {
+                let decoded = decode_chunk(path, &chunk).map(|buckets| (end, buckets));
+                let _ = spare_sender.try_send(chunk.payload);
+                if bucket_sender.send(decoded).is_err() {
                     return;
                 }
             });
         }
         drop(chunk_receiver);
         drop(bucket_sender);
+        drop(spare_sender);
         let reading = scope.spawn(move || -> Result<FileReader, FormatError> {
             let mut reader = reader;
-            while let Some(chunk) = reader.next_chunk()? {
+            while let Some(chunk) = reader.next_chunk_into(spare_receiver.try_recv().unwrap_or_default())? {
                 if chunk_sender.send(chunk).is_err() {
                     break; // a decoder failed; its error is reported below
                 }
@@ -327,18 +333,19 @@ fn corrupt(path: &Path, detail: &str) -> FormatError {
     FormatError::Corrupt { path: path.to_path_buf(), detail: detail.to_string() }
 }
 
-/// Recovers the log so that it continues right after a checkpoint at
-/// `checkpoint_index`: an empty log starts there; a log that ends before it
+/// Fits a recovered log (`tandem_log::recover`, which the caller may run
+/// while the checkpoint loads) so that it continues right after a checkpoint
+/// at `checkpoint_index`: an empty log starts there; a log that ends before it
 /// (its records are all in the checkpoint — e.g. `appendfsync no` lost its
 /// tail in a crash) is removed and restarted there; a log that starts after
 /// `checkpoint_index + 1` is a gap and refuses.
-pub fn recover_log_after(
+pub fn fit_log_after(
     dir: &Path,
     options: &LogOptions,
+    mut recovery: Recovery,
     checkpoint_index: u64,
     skipped: &[Skipped],
 ) -> Result<Recovery, RestoreError> {
-    let mut recovery = tandem_log::recover(dir, options)?;
     if checkpoint_index == 0 && recovery.first_index.is_none_or(|first| first.0 <= 1) {
         return Ok(recovery);
     }
