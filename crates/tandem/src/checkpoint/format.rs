@@ -31,7 +31,8 @@ pub const HEADER_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// While writing, each time this many more bytes were written the writer starts their
 /// writeback and waits for the previous stretch's, so that dirty pages never pile up: a
 /// pile would make the kernel throttle every writer, the log writer included (Redis's
-/// `rdb-save-incremental-fsync` has the same aim). See [`FileWriter::write_back`].
+/// `rdb-save-incremental-fsync` has the same aim). The stretches go to disk with
+/// `sync_file_range`, without a journal commit each (see `FileWriter::write_back`).
 pub const SYNC_EVERY_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest chunk payload accepted when reading: one bucket may hold a few huge values.
 pub const CHUNK_BYTES_MAX: u32 = u32::MAX - 1;
