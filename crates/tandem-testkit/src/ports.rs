@@ -40,14 +40,18 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
-        let addresses = free_addresses(50);
-        let mut ports: Vec<u16> = addresses.iter().map(SocketAddr::port).collect();
+        let mut ports = Vec::new();
+        let mut held = Vec::new();
+        for address in std::iter::repeat_with(|| free_addresses(1)[0]).take(50) {
+            assert!(TEST_PORTS.contains(&u32::from(address.port())));
+            // Bound at once, as a server under test does: a port probed free and bound only
+            // after fifty more probes could meanwhile be taken by a server of another
+            // process (a CI run saw that once).
+            held.push(TcpListener::bind(address).expect("a handed-out port binds"));
+            ports.push(address.port());
+        }
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 50, "a port was handed out twice");
-        for address in addresses {
-            assert!(TEST_PORTS.contains(&u32::from(address.port())));
-            TcpListener::bind(address).expect("a handed-out port binds");
-        }
     }
 }
