@@ -7,7 +7,8 @@
 mod cluster_support;
 
 use cluster_support::{
-    digest, info, info_field, lost_writes, poll_until, wait_active, Cluster, Writers, CONVERGE_TIMEOUT,
+    digest, info, info_field, lost_writes, poll_until, try_digest, try_info_field, wait_active, Cluster, Writers,
+    CONVERGE_TIMEOUT,
 };
 use std::collections::BTreeMap;
 
@@ -182,12 +183,17 @@ fn a_standby_the_log_no_longer_reaches_catches_up_from_a_snapshot_of_the_active(
 
     cluster.nodes[1].start();
     poll_until(CONVERGE_TIMEOUT, "the standby installed a snapshot and caught up", || {
-        let Ok(mut standby) = redis::Client::open(cluster.nodes[1].url()).unwrap().get_connection() else {
-            return false;
+        // The standby restarts once to install the snapshot, closing this connection:
+        // an error is a "not yet".
+        let standby_view = || -> redis::RedisResult<(String, String, String)> {
+            let mut standby = redis::Client::open(cluster.nodes[1].url())?.get_connection()?;
+            let link = try_info_field(&mut standby, "master_link_status")?;
+            Ok((link, try_digest(&mut standby)?, try_info_field(&mut standby, "slave_repl_offset")?))
         };
-        info_field(&mut standby, "master_link_status") == "up"
-            && digest(&mut standby) == digest(&mut active)
-            && info_field(&mut standby, "slave_repl_offset") == info_field(&mut active, "master_repl_offset")
+        let Ok((link, standby_digest, standby_offset)) = standby_view() else { return false };
+        link == "up"
+            && standby_digest == digest(&mut active)
+            && standby_offset == info_field(&mut active, "master_repl_offset")
     });
     assert!(cluster.nodes[1].stderr().contains("installed the active's snapshot"), "{}", cluster.nodes[1].stderr());
     assert!(cluster.nodes[0].stderr().contains("sending it a snapshot"));

@@ -478,17 +478,29 @@ pub fn wait_standby_joined(cluster: &Cluster) {
 
 /// One `INFO replication` field's value ("" if absent).
 pub fn info_field(connection: &mut redis::Connection, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("replication").query(connection).unwrap();
-    info.lines()
+    try_info_field(connection, field).unwrap()
+}
+
+/// [`info_field`], with the connection's error for a caller that expects the node
+/// to close it (a restart).
+pub fn try_info_field(connection: &mut redis::Connection, field: &str) -> redis::RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("replication").query(connection)?;
+    Ok(info
+        .lines()
         .find_map(|line| line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
         .unwrap_or_default()
         .trim()
-        .to_string()
+        .to_string())
 }
 
 /// `DEBUG DIGEST` of a node.
 pub fn digest(connection: &mut redis::Connection) -> String {
-    redis::cmd("DEBUG").arg("DIGEST").query(connection).unwrap()
+    try_digest(connection).unwrap()
+}
+
+/// [`digest`], with the connection's error.
+pub fn try_digest(connection: &mut redis::Connection) -> redis::RedisResult<String> {
+    redis::cmd("DEBUG").arg("DIGEST").query(connection)
 }
 
 /// Polls until `condition` holds; panics with `what` after `within`.
