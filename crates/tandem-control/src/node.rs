@@ -27,6 +27,11 @@ use crate::witness::{unstick, Heard};
 /// How many proposal timeouts `initialize` waits for the first leader and its first commit.
 const INITIALIZE_PROPOSALS_MAX: u64 = 5;
 
+/// How long a member that never ran waits to be reached by the leader of a group that
+/// already formed, before it forms the group itself (see [`ControlNode::initialize`]).
+/// A leader retries an unreachable member every 500 ms (openraft's replication backoff).
+pub const JOIN_WAIT: Duration = Duration::from_millis(1_000);
+
 /// Whether a member carries data (may lead and become active) or only votes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberRole {
@@ -217,6 +222,22 @@ impl ControlNode {
         Ok(ControlNode { config, raft, auth, lease, grants, state, shutdown, listener_task, member_task })
     }
 
+    async fn wait_to_be_reached_if_new(&self) {
+        let lowest_data_member =
+            self.config.members.iter().filter(|(_, member)| member.role == MemberRole::Data).map(|(id, _)| *id).min();
+        let mut metrics = self.raft.metrics();
+        let reached = |metrics: &ControlMetrics| metrics.last_log_index.is_some() || metrics.current_leader.is_some();
+        if lowest_data_member == Some(self.config.node_id) || reached(&metrics.borrow()) {
+            return;
+        }
+        if tokio::time::timeout(JOIN_WAIT, metrics.wait_for(reached)).await.is_err() {
+            tracing::info!(
+                waited_ms = JOIN_WAIT.as_millis() as u64,
+                "no leader reached this new member; forming the group"
+            );
+        }
+    }
+
     /// This member's id.
     pub fn id(&self) -> NodeId {
         self.config.node_id
@@ -224,7 +245,15 @@ impl ControlNode {
 
     /// Forms the group from the configured members, once; calling it again, on any member,
     /// or after the group formed, is harmless. Then names the data nodes in the state.
+    ///
+    /// A member that never ran, other than the lowest-id data member, first waits up to
+    /// [`JOIN_WAIT`] for a leader to reach it: forming the group runs a term-1 election, and
+    /// openraft ranks a vote of one term by node id, so a member starting after the group
+    /// formed would take the lead from the running leader (fencing the active until a new
+    /// leader is elected). The lowest-id data member forms the group at once, and any other
+    /// still does when no leader reaches it, so that a first start needs no given order.
     pub async fn initialize(&self) -> Result<(), ControlError> {
+        self.wait_to_be_reached_if_new().await;
         let members: BTreeMap<NodeId, BasicNode> =
             self.config.members.iter().map(|(id, member)| (*id, BasicNode::new(member.address))).collect();
         match self.raft.initialize(members).await {

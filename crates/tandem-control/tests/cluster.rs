@@ -46,6 +46,16 @@ fn init_logging() {
 
 impl Cluster {
     async fn start() -> Cluster {
+        let mut cluster = Cluster::configure();
+        for id in [NODE_A, NODE_B, WITNESS] {
+            cluster.restart(id).await;
+        }
+        cluster.nodes[&NODE_A].initialize().await.expect("initialize");
+        cluster
+    }
+
+    /// The members' configurations, none started.
+    fn configure() -> Cluster {
         init_logging();
         let directory = tempfile::tempdir().unwrap();
         let addresses = free_addresses(3);
@@ -62,12 +72,7 @@ impl Cluster {
                 (*id, ControlConfig::new(*id, members.clone(), data_dir, CLUSTER_ID, SECRET))
             })
             .collect();
-        let mut cluster = Cluster { _directory: directory, configs, nodes: BTreeMap::new() };
-        for id in [NODE_A, NODE_B, WITNESS] {
-            cluster.restart(id).await;
-        }
-        cluster.nodes[&NODE_A].initialize().await.expect("initialize");
-        cluster
+        Cluster { _directory: directory, configs, nodes: BTreeMap::new() }
     }
 
     async fn restart(&mut self, id: NodeId) {
@@ -263,6 +268,29 @@ async fn initialize_is_idempotent_and_config_is_validated() {
     config.lease_ms = config.election_timeout_min_ms;
     let error = ControlNode::start(config).await.err().expect("a lease as long as the election timeout is refused");
     assert!(error.to_string().contains("lease_ms"), "{error}");
+    cluster.shutdown().await;
+}
+
+/// A data node that starts for the first time after the group formed joins it without an
+/// election: forming the group itself would run a term-1 election whose vote outranks the
+/// running leader's, and the active would be fenced until a new leader was elected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_starting_after_the_group_formed_joins_without_an_election() {
+    let mut cluster = Cluster::configure();
+    for id in [NODE_A, WITNESS] {
+        cluster.restart(id).await;
+    }
+    cluster.nodes[&NODE_A].initialize().await.expect("initialize");
+    assert_eq!(cluster.wait_for_leader().await, NODE_A);
+    let _ = propose(&cluster.nodes[&NODE_A], ControlCommand::Promote { node: NODE_A, expected_epoch: 0, force: false })
+        .await;
+    let term = cluster.nodes[&NODE_A].metrics().borrow().current_term;
+    cluster.restart(NODE_B).await;
+    cluster.nodes[&NODE_B].initialize().await.expect("initialize");
+    let state = cluster.wait_for_converged_state().await;
+    assert_eq!(state.active, Some(NODE_A));
+    assert_eq!(cluster.leader(), Some(NODE_A));
+    assert_eq!(cluster.nodes[&NODE_A].metrics().borrow().current_term, term, "an election ran");
     cluster.shutdown().await;
 }
 
