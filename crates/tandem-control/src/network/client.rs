@@ -58,6 +58,33 @@ pub async fn call(stream: &mut TcpStream, request: &RpcRequest) -> io::Result<Rp
     read_frame(stream, FRAME_BYTES_MAX).await
 }
 
+/// Sends `request` to the member at `address` over `stream` (opened when `None`, kept
+/// after a full exchange, dropped after any failure) and reads its answer within `timeout`;
+/// a failure is described for the caller's message.
+async fn exchange(
+    stream: &mut Option<TcpStream>,
+    address: &str,
+    auth: &ClusterAuth,
+    from: NodeId,
+    request: &RpcRequest,
+    timeout: Duration,
+) -> Result<RpcResponse, String> {
+    let exchange = async {
+        let mut open = match stream.take() {
+            Some(open) => open,
+            None => connect(address, auth, from).await?,
+        };
+        let response = call(&mut open, request).await?;
+        *stream = Some(open);
+        Ok::<_, io::Error>(response)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer in {timeout:?}")),
+    }
+}
+
 /// Hands `command` to the leader at `address` and returns its outcome.
 pub async fn forward_proposal(
     address: &str,
@@ -66,15 +93,10 @@ pub async fn forward_proposal(
     command: ControlCommand,
     timeout: Duration,
 ) -> Result<ControlResponse, ControlError> {
-    let exchange = async {
-        let mut stream = connect(address, auth, from).await?;
-        call(&mut stream, &RpcRequest::Propose(command)).await
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(RpcResponse::Propose(result))) => result,
-        Ok(Ok(other)) => Err(ControlError::Unavailable(format!("leader answered with {other:?}"))),
-        Ok(Err(error)) => Err(ControlError::Unavailable(format!("leader at {address}: {error}"))),
-        Err(_) => Err(ControlError::Unavailable(format!("leader at {address} did not answer in {timeout:?}"))),
+    match exchange(&mut None, address, auth, from, &RpcRequest::Propose(command), timeout).await {
+        Ok(RpcResponse::Propose(result)) => result,
+        Ok(other) => Err(ControlError::Unavailable(format!("leader answered with {other:?}"))),
+        Err(reason) => Err(ControlError::Unavailable(format!("leader at {address}: {reason}"))),
     }
 }
 
@@ -88,21 +110,10 @@ pub async fn ask_grant(
     epoch: Epoch,
     timeout: Duration,
 ) -> Result<Duration, String> {
-    let exchange = async {
-        let mut open = match stream.take() {
-            Some(open) => open,
-            None => connect(address, auth, from).await?,
-        };
-        let response = call(&mut open, &RpcRequest::GrantLease { epoch }).await?;
-        *stream = Some(open);
-        Ok::<_, io::Error>(response)
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(RpcResponse::GrantLease(Ok(millis)))) => Ok(Duration::from_millis(millis)),
-        Ok(Ok(RpcResponse::GrantLease(Err(reason)))) => Err(reason),
-        Ok(Ok(other)) => Err(format!("answered with {other:?}")),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer in {timeout:?}")),
+    match exchange(stream, address, auth, from, &RpcRequest::GrantLease { epoch }, timeout).await? {
+        RpcResponse::GrantLease(Ok(millis)) => Ok(Duration::from_millis(millis)),
+        RpcResponse::GrantLease(Err(reason)) => Err(reason),
+        other => Err(format!("answered with {other:?}")),
     }
 }
 

@@ -156,7 +156,7 @@ pub struct FileWriter {
     chunk_buckets: u32,
     totals: Totals,
     /// Bytes whose writeback was started (`write_back`).
-    synced_bytes: u64,
+    writeback_started_to: u64,
     /// Where the stretch whose writeback started last begins.
     writing_back_from: u64,
 }
@@ -171,7 +171,7 @@ impl FileWriter {
             chunk: Vec::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024),
             chunk_buckets: 0,
             totals: Totals::default(),
-            synced_bytes: 0,
+            writeback_started_to: 0,
             writing_back_from: 0,
         };
         let encoded = postcard::to_stdvec(header).expect("the header always serializes");
@@ -231,7 +231,7 @@ impl FileWriter {
         self.chunk_buckets = 0;
         self.totals.chunks += 1;
         written?;
-        if self.totals.bytes - self.synced_bytes >= SYNC_EVERY_BYTES {
+        if self.totals.bytes - self.writeback_started_to >= SYNC_EVERY_BYTES {
             self.out.flush().map_err(|error| FormatError::io("write", &self.path, error))?;
             self.write_back()?;
         }
@@ -246,8 +246,8 @@ impl FileWriter {
     fn write_back(&mut self) -> Result<(), FormatError> {
         use std::os::fd::AsRawFd;
         let fd = self.out.get_ref().as_raw_fd();
-        let previous = (self.writing_back_from, self.synced_bytes - self.writing_back_from);
-        let started = (self.synced_bytes, self.totals.bytes - self.synced_bytes);
+        let previous = (self.writing_back_from, self.writeback_started_to - self.writing_back_from);
+        let started = (self.writeback_started_to, self.totals.bytes - self.writeback_started_to);
         let wait = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
         for ((offset, length), flags) in [(previous, wait), (started, libc::SYNC_FILE_RANGE_WRITE)] {
             if length == 0 {
@@ -259,8 +259,8 @@ impl FileWriter {
                 return Err(FormatError::io("sync_file_range", &self.path, io::Error::last_os_error()));
             }
         }
-        self.writing_back_from = self.synced_bytes;
-        self.synced_bytes = self.totals.bytes;
+        self.writing_back_from = self.writeback_started_to;
+        self.writeback_started_to = self.totals.bytes;
         Ok(())
     }
 
