@@ -1,9 +1,11 @@
-//! tandem's append-only log: CRC-framed records in segment files, written by one thread with
-//! group commit, replayed and checked at startup, repaired by an operator when damaged.
+//! tandem's append-only log: CRC-framed records in segment files, fsynced with group commit,
+//! replayed and checked at startup, repaired by an operator when damaged.
 //!
 //! A write flows: the server applies a command under its keyspace lock and, under that same
-//! lock, calls `Log::append` (memory only) so that log order is apply order; the writer thread
-//! writes batches and fsyncs per `FsyncPolicy`; client replies wait on `Progress`.
+//! lock, calls `Log::append` (memory only) so that log order is apply order; batches are
+//! written to the segment by the writer thread or, with inline writes, by the server's event
+//! loop once per turn (`Log::write_pending`); the writer thread fsyncs per `FsyncPolicy`;
+//! client replies wait on `Progress`.
 //! At startup `recover` validates the directory and drops a torn tail, `read_from` replays,
 //! and `Log::open` continues at the next index.
 //!

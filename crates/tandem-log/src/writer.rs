@@ -1,7 +1,8 @@
 //! The append path: `Log::append` encodes into an in-memory pending buffer under a short
-//! mutex (no I/O, so the server can call it under its keyspace lock), and one writer thread
-//! moves batches to the current segment, rolls segments, and fsyncs per the policy (group
-//! commit: whatever arrives during one fsync forms the next batch).
+//! mutex (no I/O, so the server can call it under its keyspace lock). Batches move to the
+//! current segment either on the writer thread or, with inline writes, on the caller's thread
+//! (`Log::write_pending`, once per turn of an event loop); the writer thread fsyncs per the
+//! policy (group commit: one fsync covers whatever was written while the previous one ran).
 //!
 //! Invariants:
 //! * log order == append order: an index is assigned and its frame appended under one lock;
@@ -202,33 +203,70 @@ impl Log {
     }
 
     /// With `true`, appends no longer wake the writer thread: the caller writes pending
-    /// records itself with [`Log::write_pending`] before waiting for them (for `EverySecond`
-    /// and `Never`, where a write is a page-cache copy). Records nobody writes this way are
-    /// still written by the thread within a second. Ignored under `Always`, whose writer
-    /// thread writes and fsyncs each batch (group commit).
+    /// records itself with [`Log::write_pending`] before waiting for them (a write is a
+    /// page-cache copy). Under `Always` the writer thread then only fsyncs what callers
+    /// wrote (group commit: one fsync covers every write made while the previous one ran),
+    /// so a record is written, and readable by a log reader, without waiting for an fsync
+    /// in progress. Records nobody writes this way are still written by the thread within
+    /// a second.
     pub fn set_inline_writes(&self, inline: bool) {
-        let inline = inline && self.options.fsync != FsyncPolicy::Always;
         self.shared.inline_writes.store(inline, Ordering::Relaxed);
     }
 
     /// Writes every pending record to the segment on the calling thread (no fsync) and
-    /// publishes `written`; returns the written index. Under `Always` this only nudges the
-    /// writer thread, which must also fsync. A failure is fatal, as on the writer thread.
+    /// publishes `written`; returns the written index. Under `Always` the writer thread is
+    /// woken to fsync it. A failure is fatal, as on the writer thread.
     pub fn write_pending(&self) -> LogIndex {
-        if self.options.fsync == FsyncPolicy::Always {
-            self.shared.wake.notify_one();
+        let Some((written, unsynced)) = self.write_here() else {
             return self.progress().written();
+        };
+        if self.options.fsync == FsyncPolicy::Always && unsynced {
+            // The thread checks for unsynced records under the pending lock: taking it
+            // orders this wake-up after any check that missed the write (no lost wake-up).
+            drop(self.shared.pending.lock());
+            self.shared.wake.notify_one();
         }
+        written
+    }
+
+    /// Writes every pending record and, under `Always`, fdatasyncs it, all on the calling
+    /// thread; returns the index a reply may now wait no longer for (durable under `Always`,
+    /// written otherwise). For a caller that must not wait for another thread and may block
+    /// on the disk: a standby persisting what it received before acknowledging it. A failure
+    /// is fatal, as on the writer thread.
+    pub fn persist_pending(&self) -> LogIndex {
+        if self.write_here().is_none() {
+            return self.acknowledgeable();
+        }
+        if self.options.fsync == FsyncPolicy::Always {
+            if let Err(error) = sync_written(&self.writer) {
+                fail(&self.shared, &error);
+            }
+        }
+        self.acknowledgeable()
+    }
+
+    /// Writes the pending records; returns the written index and whether it is unsynced, or
+    /// None if the log failed (now or before).
+    fn write_here(&self) -> Option<(LogIndex, bool)> {
         let mut writer = self.writer.lock();
         if self.shared.progress.failed() {
-            return LogIndex(writer.written);
+            return None;
         }
         if let Err(error) = writer.write_taken_batch() {
             drop(writer);
             fail(&self.shared, &error);
-            return self.progress().written();
+            return None;
         }
-        LogIndex(writer.written)
+        Some((LogIndex(writer.written), writer.durable < writer.written))
+    }
+
+    /// Durable under `Always`, written otherwise.
+    fn acknowledgeable(&self) -> LogIndex {
+        LogIndex(match self.options.fsync {
+            FsyncPolicy::Always => self.shared.progress.durable_index(),
+            _ => self.shared.progress.written_index(),
+        })
     }
 
     /// Appends a record and returns its index; no I/O, never blocks on the disk.
@@ -479,7 +517,8 @@ struct ActiveSegment {
 enum Step {
     /// Records are pending: write them (and fsync under `Always`).
     Write,
-    /// `EverySecond`: the interval passed with unsynced records.
+    /// Records were written unsynced: inline under `Always`, or the interval passed under
+    /// `EverySecond`.
     Sync,
     /// Shutdown was requested: write what is pending, fsync, stop.
     Stop,
@@ -510,20 +549,18 @@ fn run(writer: &Mutex<Writer>, shared: &Shared, fsync: FsyncPolicy) -> Result<()
         }
         match next_step(shared, fsync, &timers) {
             Step::Write => {
-                let mut locked = writer.lock();
-                locked.write_taken_batch()?;
+                writer.lock().write_taken_batch()?;
                 if fsync == FsyncPolicy::Always {
-                    locked.sync()?;
+                    sync_written(writer)?;
                 }
-                drop(locked);
                 timers.last_write = Instant::now();
                 if fsync == FsyncPolicy::EverySecond && timers.last_sync.elapsed() >= SYNC_INTERVAL {
-                    sync_in_background(writer)?;
+                    sync_written(writer)?;
                     timers.last_sync = Instant::now();
                 }
             }
             Step::Sync => {
-                sync_in_background(writer)?;
+                sync_written(writer)?;
                 timers.last_sync = Instant::now();
             }
             Step::Stop => {
@@ -556,6 +593,9 @@ fn next_step(shared: &Shared, fsync: FsyncPolicy, timers: &Timers) -> Step {
             return Step::Write;
         }
         let unsynced = shared.progress.durable_index() < shared.progress.written_index();
+        if fsync == FsyncPolicy::Always && unsynced {
+            return Step::Sync; // written inline
+        }
         let sync_deadline = timers.last_sync + SYNC_INTERVAL;
         if fsync == FsyncPolicy::EverySecond && unsynced && now >= sync_deadline {
             return Step::Sync;
@@ -571,9 +611,9 @@ fn next_step(shared: &Shared, fsync: FsyncPolicy, timers: &Timers) -> Step {
     }
 }
 
-/// `EverySecond`'s fsync, done on a duplicate of the segment's file handle without holding
-/// the writer lock, so inline writers are never held up by the disk.
-fn sync_in_background(writer: &Mutex<Writer>) -> Result<(), LogError> {
+/// The fsync of written records, done on a duplicate of the segment's file handle without
+/// holding the writer lock, so inline writers are never held up by the disk.
+fn sync_written(writer: &Mutex<Writer>) -> Result<(), LogError> {
     let (file, path, upto, files, shared) = {
         let writer = writer.lock();
         if writer.durable == writer.written {

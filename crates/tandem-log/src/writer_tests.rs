@@ -207,3 +207,75 @@ fn dropping_the_log_without_shutdown_still_writes_everything() {
     let recovery = recover(dir.path(), &options(FsyncPolicy::Never)).unwrap();
     assert_eq!(recovery.last_index, Some(LogIndex(100)));
 }
+
+#[test]
+fn under_always_inline_writes_are_readable_before_the_thread_fsyncs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = FaultyFiles::allowing_syncs(usize::MAX);
+    files.sync_delay = Duration::from_millis(200);
+    let (log, _) = open_faulty(dir.path(), FsyncPolicy::Always, files);
+    log.set_inline_writes(true);
+    let progress = log.progress();
+    let index = log.append(Epoch(1), 0, NodeId(0), b"one");
+    let started = Instant::now();
+    assert_eq!(log.write_pending(), index, "written on the calling thread");
+    assert!(started.elapsed() < Duration::from_millis(200), "the caller does not wait for the fsync");
+    assert!(progress.durable() < index, "durable only once an fsync covered it");
+    let records: Vec<_> =
+        read_from(dir.path(), LogIndex(1), &options(FsyncPolicy::Always)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(records.len(), 1, "a log reader sees the record before it is durable");
+    // The writer thread fsyncs what callers wrote.
+    wait_until(|| progress.durable() == index);
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn persist_pending_writes_and_fsyncs_on_the_calling_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open_faulty(dir.path(), FsyncPolicy::Always, FaultyFiles::allowing_syncs(usize::MAX));
+    log.set_inline_writes(true);
+    let progress = log.progress();
+    for round in 0..3u8 {
+        let syncs_before = log.counters().syncs;
+        let mut last = LogIndex(0);
+        for _ in 0..10 {
+            last = log.append(Epoch(1), 0, NodeId(0), &[round; 100]);
+        }
+        assert_eq!(log.persist_pending(), last);
+        assert_eq!(progress.durable(), last, "durable on return, not later");
+        assert!(log.counters().syncs > syncs_before);
+    }
+    // Nothing pending: returns at once with what is durable.
+    assert_eq!(log.persist_pending(), LogIndex(30));
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn persist_pending_after_a_failed_fsync_reports_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // One fdatasync for the first segment's header, then EIO.
+    let (log, fatal_errors) = open_faulty(dir.path(), FsyncPolicy::Always, FaultyFiles::allowing_syncs(1));
+    log.set_inline_writes(true);
+    log.append(Epoch(1), 0, NodeId(0), b"one");
+    assert_eq!(log.persist_pending(), LogIndex(0), "not durable");
+    assert!(log.progress().failed());
+    let errors = fatal_errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("fdatasync"), "{errors:?}");
+    log.append(Epoch(1), 0, NodeId(0), b"two");
+    assert_eq!(log.pending_bytes(), 0, "appends after the failure are dropped");
+    assert_eq!(log.persist_pending(), LogIndex(0));
+    assert_eq!(fatal_errors.lock().unwrap().len(), 1, "the handler runs once");
+}
+
+#[test]
+fn under_everysec_persist_pending_writes_without_fsyncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open_faulty(dir.path(), FsyncPolicy::EverySecond, FaultyFiles::allowing_syncs(usize::MAX));
+    log.set_inline_writes(true);
+    let syncs_before = log.counters().syncs;
+    let index = log.append(Epoch(1), 0, NodeId(0), b"one");
+    assert_eq!(log.persist_pending(), index, "written is what everysec acknowledges");
+    assert_eq!(log.counters().syncs, syncs_before, "no fsync on the calling thread");
+    log.shutdown().unwrap();
+}

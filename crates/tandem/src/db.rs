@@ -74,6 +74,8 @@ pub struct Database {
     restored: crate::checkpoint::Restored,
     /// Asks the flusher task to write pending records (everysec / no).
     flush_wanted: tokio::sync::Notify,
+    /// See `set_early_writes`.
+    early_writes: AtomicBool,
 }
 
 /// Where a data directory keeps its log.
@@ -169,7 +171,7 @@ impl Database {
         let restored = crate::checkpoint::Restored { loaded, base_generation, replayed };
         let log = Log::open(dir, &options, &recovery)?;
         log.observe_syncs(std::sync::Arc::new(crate::admin::metrics::record_fsync));
-        log.set_inline_writes(fsync != FsyncPolicy::Always);
+        log.set_inline_writes(true);
         let progress = log.progress();
         Ok(Database {
             locked: Mutex::new(Locked {
@@ -189,6 +191,7 @@ impl Database {
             log_bytes: AtomicU64::new(0),
             restored,
             flush_wanted: tokio::sync::Notify::new(),
+            early_writes: AtomicBool::new(false),
         })
     }
 
@@ -254,21 +257,38 @@ impl Database {
 
     /// Waits until a reply with this ticket may be sent.
     pub async fn acknowledge(&self, ticket: LogIndex) {
+        if self.early_writes.load(Ordering::Relaxed) && self.log.pending_bytes() >= limits::LOG_EARLY_WRITE_BYTES {
+            self.log.write_pending();
+        } else {
+            self.flush_wanted.notify_one();
+        }
         match self.fsync {
             FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
-            _ => {
-                self.flush_wanted.notify_one();
-                self.progress.wait_written(ticket).await
-            }
+            _ => self.progress.wait_written(ticket).await,
         }
     }
 
-    /// Writes pending log records whenever a reply waits for them (everysec / no).
+    /// With `true` (while a standby is streaming), a connection whose records leave
+    /// `LOG_EARLY_WRITE_BYTES` pending writes them at once, so they can be shipped while the
+    /// event loop's turn goes on; with `false`, one write at the end of the turn covers all.
+    /// A standalone node keeps the single write: fewer system calls, and nothing to ship.
+    pub fn set_early_writes(&self, early: bool) {
+        self.early_writes.store(early, Ordering::Relaxed);
+    }
+
+    /// Waits until the log has written (not necessarily fsynced) up to `index`.
+    pub async fn wait_written(&self, index: LogIndex) {
+        self.flush_wanted.notify_one();
+        self.progress.wait_written(index).await
+    }
+
+    /// Writes pending log records whenever a reply waits for them.
     ///
     /// Why a task: every connection that ran commands in this turn of the event loop asks
     /// for a flush, and the task runs after them, so one `write` covers all of them — the
     /// way Redis writes its AOF buffer once before replying. Under `always` the log's
-    /// writer thread writes and fsyncs instead.
+    /// writer thread fsyncs what was written meanwhile (group commit), and the replication
+    /// sender can ship it before that fsync ends.
     pub async fn run_flusher(&self) {
         loop {
             self.flush_wanted.notified().await;
@@ -372,31 +392,64 @@ impl Database {
         self.writable.store(writable, Ordering::Release);
     }
 
-    /// Standby: persists a record the active sent at its own index and applies its effects,
-    /// both under the keyspace lock (log order is apply order, as for local writes).
+    /// Standby: appends records the active sent, at their own indexes, and applies their
+    /// effects, in order, under the keyspace lock (log order is apply order, as for local
+    /// writes); returns the last index applied. [`Database::persist_replicated`] then makes
+    /// them durable before they are acknowledged.
     ///
-    /// Refuses, changing nothing, a record that is not the next index, whose payload is too
-    /// large or does not decode as effects: the sender is then faulty and is disconnected.
-    pub fn apply_replicated(&self, record: &Record) -> Result<LogIndex, ReplicatedError> {
-        if record.payload.len() > limits::LOG_RECORD_BYTES_MAX as usize {
-            return Err(ReplicatedError::TooLarge { index: record.index, bytes: record.payload.len() });
+    /// Refuses a record that is not the next index, whose payload is too large or does not
+    /// decode as effects: the sender is then faulty and is disconnected. The records before
+    /// it are kept (appended and applied), none after it.
+    pub fn apply_replicated(&self, records: &[Record]) -> Result<Option<LogIndex>, ReplicatedError> {
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut refused = None;
+        for record in records {
+            if record.payload.len() > limits::LOG_RECORD_BYTES_MAX as usize {
+                refused = Some(ReplicatedError::TooLarge { index: record.index, bytes: record.payload.len() });
+                break;
+            }
+            match effect::decode(&record.payload) {
+                Ok(effects) => decoded.push(effects),
+                Err(error) => {
+                    refused = Some(ReplicatedError::BadPayload { index: record.index, reason: error.to_string() });
+                    break;
+                }
+            }
         }
-        let effects = effect::decode(&record.payload)
-            .map_err(|error| ReplicatedError::BadPayload { index: record.index, reason: error.to_string() })?;
         let mut locked = self.locked.lock();
         assert!(!self.is_writable(), "replicated records are applied only on a standby");
-        let index = self
-            .log
-            .append_replicated(record)
-            .map_err(|expected| ReplicatedError::NotNext { expected, found: record.index })?;
-        for effect in &effects {
-            locked.keyspace.apply(effect);
+        let mut applied = None;
+        let mut changes = 0;
+        let mut payload_bytes = 0;
+        for (record, effects) in records.iter().zip(&decoded) {
+            if let Err(expected) = self.log.append_replicated(record) {
+                refused = Some(ReplicatedError::NotNext { expected, found: record.index });
+                break;
+            }
+            for effect in effects {
+                locked.keyspace.apply(effect);
+            }
+            locked.last_record_epoch = record.epoch.0;
+            applied = Some(record.index);
+            changes += effects.len() as u64;
+            payload_bytes += record.payload.len() as u64;
         }
-        locked.last_record_epoch = record.epoch.0;
         drop(locked);
-        self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
-        self.log_bytes.fetch_add(record.payload.len() as u64, Ordering::Relaxed);
-        Ok(index)
+        self.changes.fetch_add(changes, Ordering::Relaxed);
+        self.log_bytes.fetch_add(payload_bytes, Ordering::Relaxed);
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(applied),
+        }
+    }
+
+    /// Standby: writes the replicated records appended so far and, under `appendfsync
+    /// always`, fsyncs them, on the calling thread; returns the index that may now be
+    /// acknowledged (durable under `always`, written otherwise). Blocks on the disk: the
+    /// replication plane's own thread calls it, so that its acknowledgement follows the
+    /// fsync without a hand-off to another thread.
+    pub fn persist_replicated(&self) -> LogIndex {
+        self.log.persist_pending()
     }
 
     /// Log bytes appended but not yet handed to the OS.
@@ -465,4 +518,76 @@ fn check_write_size<'a>(commands: impl Iterator<Item = &'a [Bytes]>) -> Result<(
 /// How long the active-expiry task sleeps between passes at `hz`.
 pub fn expiry_interval(hz: u32) -> Duration {
     Duration::from_millis(1000 / hz.max(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use tandem_log::{Epoch, FsyncPolicy};
+
+    use super::*;
+    use crate::store::effect::{Effect, Ttl};
+
+    fn record(index: u64, payload: Vec<u8>) -> Record {
+        Record { index: LogIndex(index), epoch: Epoch(1), hlc: 0, origin: NodeId(1), payload: Bytes::from(payload) }
+    }
+
+    fn set(index: u64, key: &str) -> Record {
+        let effect = Effect::Set { key: Bytes::from(key.to_owned()), value: Bytes::from_static(b"v"), ttl: Ttl::Clear };
+        let mut payload = Vec::new();
+        effect::encode(&[effect], &mut payload);
+        record(index, payload)
+    }
+
+    fn standby(dir: &Path) -> Database {
+        let options = LogOptions { fsync: FsyncPolicy::Always, ..LogOptions::default() };
+        let db = Database::open(dir, options, NodeId(2)).unwrap();
+        db.set_writable(false);
+        db
+    }
+
+    fn has(db: &Database, key: &str) -> bool {
+        db.with_keyspace(|keyspace| keyspace.get_including_expired(key.as_bytes()).is_some())
+    }
+
+    #[test]
+    fn replicated_records_before_a_refused_one_are_kept_and_none_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = standby(dir.path());
+        let batch = [set(1, "a"), set(2, "b"), record(3, vec![0xff; 4]), set(4, "d")];
+        let refused = db.apply_replicated(&batch).unwrap_err();
+        assert!(matches!(refused, ReplicatedError::BadPayload { index: LogIndex(3), .. }), "{refused}");
+        assert_eq!(db.last_index(), LogIndex(2));
+        assert!(has(&db, "a") && has(&db, "b") && !has(&db, "d"));
+
+        // A gap: the record before it is kept.
+        let refused = db.apply_replicated(&[set(3, "c"), set(5, "e")]).unwrap_err();
+        assert!(matches!(refused, ReplicatedError::NotNext { expected: LogIndex(4), found: LogIndex(5) }), "{refused}");
+        assert!(has(&db, "c") && !has(&db, "e"));
+        assert_eq!(db.apply_replicated(&[]).unwrap(), None);
+
+        // Appended and applied, not yet durable, until persisted on this thread.
+        assert!(db.progress().durable() < LogIndex(3));
+        assert_eq!(db.persist_replicated(), LogIndex(3));
+        assert_eq!(db.progress().durable(), LogIndex(3));
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn with_early_writes_a_waiting_reply_writes_its_records_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = standby(dir.path());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        // Below the early-write size nobody writes but the flusher task, which does not run here.
+        let small = db.apply_replicated(&[set(1, "a")]).unwrap().unwrap();
+        let waited =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_millis(100), db.acknowledge(small)).await });
+        assert!(waited.is_err(), "nothing wrote the record: no flusher runs in this test");
+        db.set_early_writes(true);
+        let large = set(2, &"k".repeat(limits::LOG_EARLY_WRITE_BYTES as usize));
+        let last = db.apply_replicated(&[large]).unwrap().unwrap();
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), db.acknowledge(last)).await })
+            .expect("the reply's own connection wrote the records, and the log thread fsynced them");
+        db.close().unwrap();
+    }
 }

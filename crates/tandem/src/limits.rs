@@ -38,6 +38,10 @@ pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
 /// Log bytes not yet written above which a connection stops running more of its
 /// pipelined requests until its replies are acknowledged (back-pressure on writers).
 pub const LOG_BACKLOG_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;
+/// While a standby is streaming, pending log bytes at which a connection writes them itself
+/// instead of leaving them to the end of the event loop's turn: the standby receives the first
+/// records of a busy turn while the rest still run (see `Database::acknowledge`).
+pub const LOG_EARLY_WRITE_BYTES: u64 = 8 * 1024;
 /// Active-expiry passes per second (Redis `hz`), default.
 pub const EXPIRY_HZ_DEFAULT: u32 = 10;
 /// Keys examined at most per active-expiry pass, so a pass never stalls clients.

@@ -167,10 +167,10 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         }
         background.push(tokio::spawn(crate::archive::shipper::run(shared.clone(), archive)));
     }
+    let mut replication_plane = None;
     if let Some(listener) = peer_listener {
         tracing::info!(peer = ?listener.local_addr().ok(), role = ?shared.replication.role(), "replication plane up");
-        background.push(tokio::spawn(repl::sender::listen(listener, shared.clone())));
-        background.push(tokio::spawn(repl::receiver::follow(shared.clone())));
+        replication_plane = Some(start_replication_plane(listener, shared.clone())?);
     }
     // Awaited at shutdown, not aborted: it releases the address (deletes the virtual IP).
     let mut address_holder = None;
@@ -210,6 +210,13 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         task.abort();
         let _ = task.await;
     }
+    if let Some(thread) = replication_plane {
+        // Its tasks end at the shutdown signal; the thread drops its share of the state.
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(Duration::from_secs(5), joined).await.is_err() {
+            tracing::warn!("the replication plane did not stop within 5 s");
+        }
+    }
     if let Some(admin) = admin {
         let _ = admin.await;
     }
@@ -244,6 +251,40 @@ async fn start_control_plane(config: tandem_control::ControlConfig) -> anyhow::R
         })
         .context("starting the control plane's thread")?;
     starting.await.context("the control plane's thread stopped")?.context("starting the control-plane member")
+}
+
+/// Runs the replication plane — the active's listener for its standby, the standby's
+/// follower — on a thread and runtime of its own, beside the client event loop.
+///
+/// Why: the standby persists what it received (fsync) on this thread and acknowledges it
+/// right after, with no hand-off to the log's thread and back; and the active ships records
+/// and takes acknowledgements without waiting for a turn of a busy client event loop. Sync
+/// replication is latency-bound, and each hand-off between threads costs a wake-up.
+fn start_replication_plane(listener: TcpListener, shared: Arc<Shared>) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = listener.into_std().context("moving the peer listener to the replication plane")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("creating the replication plane's runtime")?;
+    std::thread::Builder::new()
+        .name("tandem-repl".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for the standby; the replication plane is down");
+                        shared.request_shutdown();
+                        return;
+                    }
+                };
+                let sender = tokio::spawn(repl::sender::listen(listener, shared.clone()));
+                let follower = tokio::spawn(repl::receiver::follow(shared));
+                let _ = tokio::join!(sender, follower);
+            });
+            // Dropping the runtime here drops any session still running, and its state.
+        })
+        .context("starting the replication plane's thread")
 }
 
 /// Takes the database back from the connections that shared it and closes

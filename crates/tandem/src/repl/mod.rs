@@ -24,6 +24,17 @@
 //! standby never holds a record the active lost. The cost is a page-cache
 //! read per batch.
 //!
+//! Threads: the plane runs on a thread and runtime of its own (`node.rs`),
+//! beside the client event loop. The active's records are written to the log
+//! by the client loop (inline writes; while a standby streams, as soon as
+//! `LOG_EARLY_WRITE_BYTES` are pending rather than at the end of a turn) and
+//! shipped from this thread while the log's thread fsyncs them. The standby
+//! applies a message and every one that already arrived behind it, writes
+//! and fsyncs them *on this thread* (`Database::persist_replicated`), then
+//! acknowledges: one fsync per group of messages, and no hand-off to another
+//! thread between the disk and the acknowledgement. Sync replication is
+//! latency-bound; each hand-off is a wake-up on a busy machine.
+//!
 //! Invariants:
 //! * the standby's log is a prefix of the active's: same index, epoch, hlc,
 //!   origin and payload for every record it holds (the log refuses a gap);

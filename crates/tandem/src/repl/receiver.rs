@@ -3,10 +3,12 @@
 //! applies it, acknowledges its durable index, and feeds the failure
 //! detector with everything the active sends.
 //!
-//! Two tasks per session: this one reads and applies; the acknowledger
-//! waits for the log to make applied records durable (group commit: one
-//! fsync covers every record that arrived meanwhile) and sends `Ack`s and
-//! heartbeats, so reading never waits for the disk.
+//! Two tasks per session, on the replication plane's thread: this one reads
+//! a message, applies it and every message that already arrived behind it,
+//! then writes and fsyncs them all at once (group commit: one fsync per
+//! group, on this thread); the acknowledger sends `Ack` for what is durable,
+//! and heartbeats. Messages that arrive during an fsync wait in the socket
+//! and form the next group.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +116,37 @@ async fn session(shared: &Arc<Shared>) -> String {
                 if let Message::Snapshot { epoch, log_index, bytes } = message {
                     break install_snapshot(shared, &mut reader, &mut read_half, epoch, log_index, bytes).await;
                 }
-                if let Err(reason) = receive(shared, message, &applied) {
+                let mut last_applied = match receive(shared, message) {
+                    Ok(last) => last,
+                    Err(reason) => break reject(shared, reason),
+                };
+                // Records that already arrived join this batch, so that one fsync covers them.
+                let mut refused = None;
+                while let Some(message) = reader.try_next(&mut read_half).transpose() {
+                    match message {
+                        Ok(message @ Message::Records { .. }) => match receive(shared, message) {
+                            Ok(last) => last_applied = last.or(last_applied),
+                            Err(reason) => {
+                                refused = Some(reason);
+                                break;
+                            }
+                        },
+                        Ok(other) => {
+                            first = Some(other);
+                            break;
+                        }
+                        Err(error) => {
+                            refused = Some(format!("from the active: {error}"));
+                            break;
+                        }
+                    }
+                }
+                if let Some(last) = last_applied {
+                    // Persisted here, on the replication plane's thread, then acknowledged.
+                    shared.db.persist_replicated();
+                    applied.send_replace(last.0);
+                }
+                if let Some(reason) = refused {
                     break reject(shared, reason);
                 }
                 // The acknowledger starts once the active's first message set the epoch.
@@ -156,7 +188,7 @@ async fn agree_on_start(
     let options = shared.config.log_options();
     let last = shared.db.last_index();
     // Probing reads the log's files: let the writer finish what was appended.
-    shared.db.progress().wait_written(last).await;
+    shared.db.wait_written(last).await;
     let timeout = Duration::from_millis(limits::PEER_CONNECT_TIMEOUT_MS);
     let last_epoch = shared.db.last_record().1;
     // The epoch of this node's record `index`; the last one is known even when a checkpoint
@@ -283,8 +315,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Handles one message from the active.
-fn receive(shared: &Shared, message: Message, applied: &watch::Sender<u64>) -> Result<(), String> {
+/// Handles one message from the active; returns the last index of the records it applied.
+fn receive(shared: &Shared, message: Message) -> Result<Option<LogIndex>, String> {
     let epoch = shared.db.epoch();
     if let Some(theirs) = message.epoch() {
         if theirs < epoch {
@@ -299,25 +331,17 @@ fn receive(shared: &Shared, message: Message, applied: &watch::Sender<u64>) -> R
     shared.replication.peer_heard();
     match message {
         Message::Records { records, .. } => {
-            let applied_all = shared.replication.while_standby(|| {
-                let mut last_applied = None;
-                let outcome = records.into_iter().try_for_each(|record| {
-                    let record = tandem_log::Record::from(record);
-                    shared.db.apply_replicated(&record).map_err(|error| error.to_string())?;
-                    last_applied = Some(record.index.0);
-                    Ok(())
-                });
-                // Once per batch: every send wakes the acknowledger.
-                if let Some(index) = last_applied {
-                    applied.send_replace(index);
-                }
-                outcome
-            });
-            applied_all.unwrap_or_else(|| Err("this node is no longer a standby".into()))
+            let records: Vec<tandem_log::Record> = records.into_iter().map(tandem_log::Record::from).collect();
+            let applied = shared.replication.while_standby(|| shared.db.apply_replicated(&records));
+            match applied {
+                Some(Ok(last)) => Ok(last),
+                Some(Err(error)) => Err(error.to_string()),
+                None => Err("this node is no longer a standby".into()),
+            }
         }
         Message::Heartbeat { last_index, .. } => {
             shared.replication.set_active_last_index(last_index);
-            Ok(())
+            Ok(None)
         }
         Message::Refused { reason } => Err(format!("the active closed the session: {reason}")),
         other => Err(format!("unexpected {} from the active", other.name())),

@@ -92,6 +92,7 @@ async fn serve_peer(mut socket: TcpStream, addr: SocketAddr, shared: Arc<Shared>
     let ended = session.run().await;
     if shared.replication.is_current_session(generation) {
         shared.replication.set_standby_connected(false);
+        shared.db.set_early_writes(false);
     }
     tracing::warn!(peer = %addr, node = caller.node_id, reason = %ended, "standby session ended");
 }
@@ -129,6 +130,7 @@ impl Session<'_> {
         } else {
             tracing::info!(from = self.next.0, last = last.0, "standby session: catching up");
             replication.set_standby_connected(true);
+            self.shared.db.set_early_writes(true);
         }
         let heartbeat = Duration::from_millis(self.heartbeat_ms());
         let mut ticker = tokio::time::interval(heartbeat);
@@ -296,7 +298,10 @@ impl Session<'_> {
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut failure = None;
-        while bytes < limits::PEER_BATCH_BYTES_SOFT_MAX {
+        // Not past what the writer published: reading on would probe the end of the file
+        // (and list the log's directory) for records that are not there yet.
+        let written = self.shared.db.progress().written();
+        while bytes < limits::PEER_BATCH_BYTES_SOFT_MAX && reader.next_index() <= written {
             match reader.next() {
                 Some(Ok(record)) => {
                     bytes += record.payload.len();

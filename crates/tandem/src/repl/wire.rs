@@ -12,6 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tandem_log::{Epoch, LogIndex, NodeId, Record};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 
 /// The protocol version a `Hello` announces; a peer with another is refused.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -205,6 +206,23 @@ impl PeerReader {
         PeerReader { input: BytesMut::with_capacity(16 * 1024), limit }
     }
 
+    /// A message that already arrived, without waiting: one in the buffer, or one the
+    /// socket holds now. None if there is none yet (a closed socket is reported by `next`).
+    pub fn try_next(&mut self, socket: &mut OwnedReadHalf) -> Result<Option<Message>, WireError> {
+        if let Some(message) = decode(&mut self.input, self.limit)? {
+            return Ok(Some(message));
+        }
+        if self.input.capacity() - self.input.len() < 4096 {
+            self.input.reserve(16 * 1024);
+        }
+        match socket.try_read_buf(&mut self.input) {
+            Ok(0) => Ok(None),
+            Ok(_) => decode(&mut self.input, self.limit),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The next message.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, socket: &mut R) -> Result<Message, WireError> {
         loop {
@@ -310,5 +328,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn try_next_returns_what_already_arrived_and_never_waits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (receiver, _) = listener.accept().await.unwrap();
+        let (mut read_half, _write_half) = receiver.into_split();
+        let mut bytes = BytesMut::new();
+        encode(&records(), &mut bytes);
+        encode(&Message::Ack { epoch: 2, durable_index: 6 }, &mut bytes);
+        sender.write_all(&bytes).await.unwrap();
+        let mut reader = PeerReader::new(1 << 20);
+        assert_eq!(reader.next(&mut read_half).await.unwrap(), records());
+        assert_eq!(reader.try_next(&mut read_half).unwrap(), Some(Message::Ack { epoch: 2, durable_index: 6 }));
+        assert_eq!(reader.try_next(&mut read_half).unwrap(), None, "nothing more arrived");
+        // Half a frame: not a message yet; the rest completes it.
+        bytes.clear();
+        encode(&records(), &mut bytes);
+        sender.write_all(&bytes[..5]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(reader.try_next(&mut read_half).unwrap(), None);
+        sender.write_all(&bytes[5..]).await.unwrap();
+        assert_eq!(reader.next(&mut read_half).await.unwrap(), records());
+        // A closed socket is left for `next` to report.
+        drop(sender);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(reader.try_next(&mut read_half).unwrap(), None);
+        assert!(matches!(reader.next(&mut read_half).await, Err(WireError::Closed { partial: false })));
     }
 }
