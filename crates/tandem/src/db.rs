@@ -171,7 +171,6 @@ impl Database {
         let restored = crate::checkpoint::Restored { loaded, base_generation, replayed };
         let log = Log::open(dir, &options, &recovery)?;
         log.observe_syncs(std::sync::Arc::new(crate::admin::metrics::record_fsync));
-        log.set_inline_writes(true);
         let progress = log.progress();
         Ok(Database {
             locked: Mutex::new(Locked {
@@ -290,6 +289,8 @@ impl Database {
     /// writer thread fsyncs what was written meanwhile (group commit), and the replication
     /// sender can ship it before that fsync ends.
     pub async fn run_flusher(&self) {
+        // Until a flusher runs (a `Database` used without a server), the log's thread writes.
+        self.log.set_inline_writes(true);
         loop {
             self.flush_wanted.notified().await;
             self.log.write_pending();
@@ -335,6 +336,11 @@ impl Database {
             locked.effects.push(effect);
         }
         self.commit(&mut locked, now_ms);
+        drop(locked);
+        if !expired.is_empty() {
+            // No reply waits for these records: ask for their write (and their shipment).
+            self.flush_wanted.notify_one();
+        }
         expired.len()
     }
 
@@ -542,6 +548,8 @@ mod tests {
         let options = LogOptions { fsync: FsyncPolicy::Always, ..LogOptions::default() };
         let db = Database::open(dir, options, NodeId(2)).unwrap();
         db.set_writable(false);
+        // As in a server, whose flusher turns them on: records wait to be written inline.
+        db.log.set_inline_writes(true);
         db
     }
 
