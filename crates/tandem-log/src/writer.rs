@@ -261,8 +261,9 @@ impl Log {
         Some((LogIndex(writer.written), writer.durable < writer.written))
     }
 
-    /// Durable under `Always`, written otherwise.
-    fn acknowledgeable(&self) -> LogIndex {
+    /// The highest index a reply may be sent for without waiting: durable under `Always`,
+    /// written otherwise.
+    pub fn acknowledgeable(&self) -> LogIndex {
         LogIndex(match self.options.fsync {
             FsyncPolicy::Always => self.shared.progress.durable_index(),
             _ => self.shared.progress.written_index(),
