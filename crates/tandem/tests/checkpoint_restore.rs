@@ -91,7 +91,7 @@ fn write_checkpoint(
     index: u64,
 ) -> u64 {
     let cut = keyspace.cut(base.map(|(_, generation)| generation));
-    let kind = if cut.changed.is_some() { Kind::Incremental } else { Kind::Full };
+    let kind = if cut.changed_since.is_some() { Kind::Incremental } else { Kind::Full };
     let header = Header {
         id,
         kind,
@@ -105,9 +105,9 @@ fn write_checkpoint(
         applied: Vec::new(),
         channels: Vec::new(),
     };
-    let buckets = cut.snapshot.into_selected(cut.changed.as_deref());
-    file::write(dir, &header, buckets, &mut |_| {}).unwrap();
-    cut.generation
+    let generation = cut.generation;
+    file::write(dir, &header, cut.into_buckets(), &mut |_| {}).unwrap();
+    generation
 }
 
 proptest! {

@@ -151,8 +151,8 @@ pub fn ensure_directory(dir: &Path) -> Result<(), FormatError> {
 }
 
 /// Writes checkpoint `header.id` into `dir`, all or nothing, from the
-/// buckets of its cut (every bucket for a full checkpoint, the changed ones
-/// for an incremental). Each bucket is released as soon as it is written, so
+/// buckets of its cut (every bucket holding a key for a full checkpoint, the
+/// changed ones for an incremental). Each bucket is released as soon as it is written, so
 /// a later write to it no longer has to copy it. Calls `progress` with the
 /// buckets written so far.
 pub fn write(
@@ -161,9 +161,8 @@ pub fn write(
     buckets: Vec<(u32, Arc<Bucket>)>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(PathBuf, Totals), FormatError> {
-    if header.kind == Kind::Full {
-        assert_eq!(buckets.len(), BUCKET_COUNT, "a full checkpoint holds every bucket");
-    }
+    assert!(buckets.windows(2).all(|pair| pair[0].0 < pair[1].0), "buckets are written in ascending order");
+    assert!(buckets.len() <= BUCKET_COUNT);
     ensure_directory(dir)?;
     let path = dir.join(file_name(header.id, header.kind));
     let temporary = dir.join(format!("{}{TEMPORARY_SUFFIX}", file_name(header.id, header.kind)));

@@ -16,14 +16,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::keyspace::{bucket_of, BUCKET_COUNT};
+use crate::store::buckets::{bucket_among, BUCKET_COUNT};
 use crate::store::value::{Blob, HashValue, Key, ListValue, SetValue};
 use crate::store::{Bucket, Entry, Value};
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TNDMCKPT";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes.
+///
+/// Version 1 files (16,384 buckets, empty buckets recorded in full
+/// checkpoints) are still read: each of their buckets is split into the
+/// buckets of this build that cover it.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const FORMAT_VERSION_OLDEST: u16 = 1;
 /// A chunk is closed once its payload reaches this size (a bucket is never split).
 pub const CHUNK_TARGET_BYTES: usize = 1024 * 1024;
 /// Largest header accepted when reading (it holds the applied vector and channel state).
@@ -47,7 +53,7 @@ const FOOTER_BYTES: usize = 1 + 8 + 8 + 8 + 4;
 /// Which level a checkpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
-    /// Every bucket.
+    /// Every bucket holding a key.
     Full,
     /// The buckets changed since the base checkpoint, each whole.
     Incremental,
@@ -164,6 +170,11 @@ pub struct FileWriter {
 impl FileWriter {
     /// Starts a file: writes the prefix and the header.
     pub fn start(file: File, path: &Path, header: &Header) -> Result<FileWriter, FormatError> {
+        FileWriter::start_version(file, path, header, FORMAT_VERSION)
+    }
+
+    /// Starts a file stating format `version` (tests write older versions' files).
+    fn start_version(file: File, path: &Path, header: &Header, version: u16) -> Result<FileWriter, FormatError> {
         let mut writer = FileWriter {
             out: BufWriter::with_capacity(CHUNK_TARGET_BYTES + 64 * 1024, file),
             path: path.to_path_buf(),
@@ -177,7 +188,7 @@ impl FileWriter {
         let encoded = postcard::to_stdvec(header).expect("the header always serializes");
         let mut prefix = Vec::with_capacity(PREFIX_BYTES + encoded.len());
         prefix.extend_from_slice(&MAGIC);
-        prefix.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        prefix.extend_from_slice(&version.to_le_bytes());
         prefix.extend_from_slice(&0u16.to_le_bytes());
         prefix.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
         prefix.extend_from_slice(&encoded);
@@ -287,6 +298,8 @@ impl FileWriter {
 pub struct RawChunk {
     /// Bucket records in the payload.
     pub bucket_count: u32,
+    /// How many buckets the file's writer had: the numbering of its records.
+    pub bucket_total: u32,
     /// The payload.
     pub payload: Vec<u8>,
     /// Byte offset of the chunk in the file (for messages).
@@ -317,10 +330,12 @@ impl FileReader {
             return Err(FormatError::corrupt(path, "not a tandem checkpoint (bad magic)"));
         }
         let version = u16::from_le_bytes([prefix[8], prefix[9]]);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::corrupt(
                 path,
-                format!("format version {version}, this build reads version {FORMAT_VERSION}"),
+                format!(
+                    "format version {version}, this build reads versions {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}"
+                ),
             ));
         }
         let header_bytes = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes"));
@@ -336,10 +351,11 @@ impl FileReader {
         }
         let header: Header = postcard::from_bytes(encoded)
             .map_err(|error| FormatError::corrupt(path, format!("header does not decode: {error}")))?;
-        if header.bucket_total as usize != BUCKET_COUNT {
+        let total = header.bucket_total as usize;
+        if !total.is_power_of_two() || total > BUCKET_COUNT {
             return Err(FormatError::corrupt(
                 path,
-                format!("written with {} buckets, this build has {BUCKET_COUNT}", header.bucket_total),
+                format!("written with {total} buckets; this build reads a power of two up to {BUCKET_COUNT}"),
             ));
         }
         checksum = crc32c::crc32c_append(checksum, stored);
@@ -409,7 +425,8 @@ impl FileReader {
         let payload_bytes = u32::from_le_bytes(frame[0..4].try_into().expect("4 bytes"));
         let bucket_count = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"));
         let stored = u32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
-        if payload_bytes as u64 > self.file_bytes.saturating_sub(self.offset) || bucket_count as usize > BUCKET_COUNT {
+        if payload_bytes as u64 > self.file_bytes.saturating_sub(self.offset) || bucket_count > self.header.bucket_total
+        {
             return Err(FormatError::corrupt(
                 &self.path,
                 format!("chunk at byte {offset} claims {payload_bytes} bytes and {bucket_count} buckets"),
@@ -437,7 +454,7 @@ impl FileReader {
         self.checksum = crc32c::crc32c_combine(self.checksum, checksum, payload.len());
         self.totals.chunks += 1;
         self.totals.buckets += bucket_count as u64;
-        Ok(RawChunk { bucket_count, payload, offset })
+        Ok(RawChunk { bucket_count, bucket_total: self.header.bucket_total, payload, offset })
     }
 
     fn read_footer(&mut self, offset: u64) -> Result<(), FormatError> {
@@ -499,15 +516,22 @@ fn read_exact(
     })
 }
 
-/// Decodes a verified chunk into its buckets.
+/// Decodes a verified chunk into its buckets, numbered as in this build: a
+/// bucket of a file written with fewer buckets comes back as every bucket
+/// that covers it (see [`Bucket::split`]).
 pub fn decode_chunk(path: &Path, chunk: &RawChunk) -> Result<Vec<(u32, Bucket)>, FormatError> {
     let mut cursor = Cursor { bytes: &chunk.payload, at: 0 };
+    let total = chunk.bucket_total as usize;
     let mut buckets = Vec::with_capacity(chunk.bucket_count as usize);
     for _ in 0..chunk.bucket_count {
-        let decoded = decode_bucket(&mut cursor).map_err(|detail| {
+        let (index, bucket) = decode_bucket(&mut cursor, total).map_err(|detail| {
             FormatError::corrupt(path, format!("chunk at byte {}: {detail} (payload byte {})", chunk.offset, cursor.at))
         })?;
-        buckets.push(decoded);
+        if total == BUCKET_COUNT {
+            buckets.push((index, bucket));
+        } else {
+            buckets.extend(bucket.split(index as usize, total).into_iter().map(|(index, part)| (index as u32, part)));
+        }
     }
     if cursor.at != chunk.payload.len() {
         return Err(FormatError::corrupt(path, format!("chunk at byte {}: bytes after its buckets", chunk.offset)));
@@ -620,17 +644,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_bucket(cursor: &mut Cursor<'_>) -> Result<(u32, Bucket), String> {
+fn decode_bucket(cursor: &mut Cursor<'_>, total: usize) -> Result<(u32, Bucket), String> {
     let index = cursor.varint()?;
-    if index >= BUCKET_COUNT as u64 {
+    if index >= total as u64 {
         return Err(format!("bucket index {index} out of range"));
     }
     let count = cursor.count()?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
         let key = cursor.key()?;
-        if bucket_of(&key) != index as usize {
-            return Err(format!("a key of bucket {} is recorded in bucket {index}", bucket_of(&key)));
+        if bucket_among(&key, total) != index as usize {
+            return Err(format!("a key of bucket {} is recorded in bucket {index}", bucket_among(&key, total)));
         }
         let expire_at_ms = cursor.varint()?;
         let value = decode_value(cursor)?;
@@ -720,8 +744,8 @@ mod tests {
     fn write(path: &Path, keyspace: &Keyspace) -> Totals {
         let file = File::create(path).unwrap();
         let mut writer = FileWriter::start(file, path, &header(Kind::Full)).unwrap();
-        for (index, bucket) in keyspace.snapshot().buckets().iter().enumerate() {
-            writer.bucket(index as u32, bucket).unwrap();
+        for (index, bucket) in keyspace.snapshot().into_selected(None) {
+            writer.bucket(index, &bucket).unwrap();
         }
         writer.finish().unwrap().1
     }
@@ -748,7 +772,7 @@ mod tests {
         let original = sample();
         let totals = write(&path, &original);
         assert_eq!(totals.keys, 2_000);
-        assert_eq!(totals.buckets, BUCKET_COUNT as u64);
+        assert_eq!(totals.buckets, original.snapshot().buckets().filter(|bucket| !bucket.is_empty()).count() as u64);
         assert_eq!(totals.bytes, std::fs::metadata(&path).unwrap().len());
         let restored = read(&path).unwrap();
         restored.check_counts();
@@ -759,6 +783,64 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let (body, stored) = bytes.split_at(bytes.len() - 4);
         assert_eq!(crc32c::crc32c(body), u32::from_le_bytes(stored.try_into().unwrap()));
+    }
+
+    /// Version 1 wrote 16,384 buckets, every one of them in a full checkpoint.
+    #[test]
+    fn a_version_1_file_reads_back_split_into_this_builds_buckets() {
+        const OLD_TOTAL: usize = 1 << 14;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let original = sample();
+        let mut groups: Vec<Vec<(Key, Entry)>> = vec![Vec::new(); OLD_TOTAL];
+        for bucket in original.snapshot().buckets() {
+            for (key, entry) in bucket.entries() {
+                groups[bucket_among(key, OLD_TOTAL)].push((Key::from(key), entry.clone()));
+            }
+        }
+        let header = Header { bucket_total: OLD_TOTAL as u32, ..header(Kind::Full) };
+        let mut writer = FileWriter::start_version(File::create(&path).unwrap(), &path, &header, 1).unwrap();
+        for (index, entries) in groups.iter().enumerate() {
+            writer.bucket(index as u32, &Bucket::from_entries(entries.iter().cloned())).unwrap();
+        }
+        writer.finish().unwrap();
+
+        let mut reader = FileReader::open(&path).unwrap();
+        assert_eq!(reader.header(), &header);
+        let mut restored = Keyspace::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            for (index, bucket) in decode_chunk(&path, &chunk).unwrap() {
+                assert!(seen.insert(index), "bucket {index} came back twice");
+                restored.replace_bucket(index as usize, bucket);
+            }
+        }
+        assert_eq!(seen.len(), BUCKET_COUNT, "every old bucket stands for all the buckets that cover it");
+        restored.check_counts();
+        assert_eq!(restored.digest(), original.digest());
+
+        // An old incremental's bucket replaces all of them: a key deleted since its base goes.
+        let gone = b"k5";
+        let old_index = bucket_among(gone, OLD_TOTAL);
+        let kept = groups[old_index].iter().filter(|(key, _)| &key[..] != gone).cloned();
+        for (index, part) in Bucket::from_entries(kept).split(old_index, OLD_TOTAL) {
+            restored.replace_bucket(index, part);
+        }
+        restored.check_counts();
+        assert!(restored.get(gone, 0).is_none());
+        assert_eq!(restored.len(), original.len() - 1);
+    }
+
+    #[test]
+    fn a_bucket_count_this_build_cannot_number_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for total in [3u32, 2 * BUCKET_COUNT as u32] {
+            let path = dir.path().join(format!("c{total}"));
+            let header = Header { bucket_total: total, ..header(Kind::Full) };
+            FileWriter::start(File::create(&path).unwrap(), &path, &header).unwrap().finish().unwrap();
+            let error = FileReader::open(&path).err().expect("refused").to_string();
+            assert!(error.contains(&format!("written with {total} buckets")), "{error}");
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! * [`policy`] — pure: given the schedule, what happened and `now`, is a
 //!   full or an incremental checkpoint due?
 //! * [`service`] — the [`Checkpointer`]: takes the *cut* under the keyspace
-//!   lock (`Database::checkpoint_cut`: clones 16,384 bucket pointers, no
-//!   data), writes in the background, then retention and log truncation.
+//!   lock (`Database::checkpoint_cut`: shares the root of the bucket tree,
+//!   one pointer copy), writes in the background on idle CPU time, then
+//!   retention and log truncation.
 //! * [`format`](mod@format) — the file: versioned header, CRC32C-checked chunks of
 //!   bucket records, footer with counts and whole-file CRC32C
 //!   (spec: `docs/checkpoint-format.md`).

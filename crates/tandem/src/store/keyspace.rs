@@ -2,148 +2,125 @@
 //! share instead of copy.
 //!
 //! Invariants (asserted in `check_counts`, run by tests and debug builds):
-//! * `key_count` equals the number of entries in all buckets;
+//! * `key_count` equals the number of entries in all buckets, and each
+//!   leaf's count those of its buckets;
 //! * `expiring_count` equals the number of entries with a deadline, and each
-//!   bucket's `expiring` counts its own;
+//!   bucket's and leaf's `expiring` counts its own;
 //! * no key holds an empty aggregate (Redis deletes those keys);
 //! * a key lives in bucket `bucket_of(key)`, a function of the key's bytes
 //!   alone (CRC32C), so bucket numbers mean the same in every process and
 //!   every version — checkpoints rely on it.
 //!
-//! Why buckets behind `Arc`: [`Keyspace::snapshot`] clones the bucket
-//! pointers only (microseconds for any dataset size); a later write to a
-//! bucket the snapshot still holds copies that one bucket first
-//! (`Arc::make_mut`). That is the copy-before-write at bucket level that
-//! lets a checkpoint cut the state without stalling clients.
+//! The buckets live in a tree of shared nodes ([`super::buckets`]):
+//! [`Keyspace::snapshot`] shares it (one pointer copy, for any dataset size),
+//! and a later write copies the path to its bucket, and that bucket, if a
+//! snapshot still holds them. That is the copy-before-write that lets a
+//! checkpoint cut the state without stalling clients.
 //!
 //! Incremental checkpoints: every bucket write stamps the bucket with the
 //! current *generation*; [`Keyspace::cut`] closes a generation, so the
 //! buckets changed since an earlier cut are those stamped after its
 //! generation. Stamps only grow, so a failed checkpoint loses nothing: the
 //! next incremental, based on the last *successful* cut, includes its buckets.
+//!
+//! Per-leaf key and expiry counts (64 buckets a leaf) let the walks that
+//! look for something — `SCAN`, `RANDOMKEY`, active expiry — skip empty
+//! stretches of the 2¹⁶ buckets without visiting them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::Rng;
 
+pub use super::buckets::{bucket_of, Bucket, Snapshot, BUCKET_COUNT};
+use super::buckets::{leaf_of, Buckets, BUCKETS_PER_LEAF, LEAF_COUNT};
 use super::effect::{Effect, Ttl};
 use super::glob;
-use super::value::{Blob, Entry, HashValue, Hasher, Key, ListValue, SetValue, Value};
-
-/// How many buckets the keyspace has (a power of two).
-pub const BUCKET_COUNT: usize = 1 << 14;
-
-type Map = hashbrown::HashMap<Key, Entry, Hasher>;
-
-/// One bucket of keys.
-#[derive(Debug, Clone, Default)]
-pub struct Bucket {
-    /// The keys of this bucket.
-    entries: Map,
-    /// How many of `entries` have an expiry deadline.
-    expiring: u32,
-}
-
-impl Bucket {
-    /// The entries of this bucket.
-    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.entries.iter().map(|(key, entry)| (&key[..], entry))
-    }
-}
-
-impl Bucket {
-    /// A bucket holding `entries` (checkpoint restore); the caller checked
-    /// that each key belongs to this bucket.
-    pub fn from_entries(entries: impl IntoIterator<Item = (Key, Entry)>) -> Bucket {
-        let entries: Map = entries.into_iter().collect();
-        let expiring = entries.values().filter(|entry| entry.expire_at_ms != 0).count() as u32;
-        Bucket { entries, expiring }
-    }
-
-    /// Number of keys in this bucket.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether the bucket holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
+use super::value::{Blob, Entry, HashValue, Key, ListValue, SetValue, Value};
 
 /// A consistent cut for a checkpoint: the frozen state, its generation, and
-/// (for an incremental) the buckets changed since the base cut.
+/// for an incremental the base generation it holds the changes since.
 pub struct Cut {
     /// The state at the cut.
     pub snapshot: Snapshot,
     /// The generation this cut closed; the base of a later incremental.
     pub generation: u64,
-    /// Buckets written since the base generation, ascending; `None` for a full cut.
-    pub changed: Option<Vec<u32>>,
+    /// For an incremental, the base cut's generation: the checkpoint holds
+    /// the buckets written after it; `None` for a full cut.
+    pub changed_since: Option<u64>,
 }
 
-/// A frozen view of the whole keyspace, cheap to take, for checkpoints.
-#[derive(Clone)]
-pub struct Snapshot {
-    buckets: Vec<Arc<Bucket>>,
-    key_count: usize,
+impl Cut {
+    /// The buckets this cut's checkpoint writes (see [`Snapshot::into_selected`]).
+    pub fn into_buckets(self) -> Vec<(u32, Arc<Bucket>)> {
+        self.snapshot.into_selected(self.changed_since)
+    }
 }
 
-impl Snapshot {
-    /// The number of keys in the snapshot (expired ones included).
-    pub fn key_count(&self) -> usize {
-        self.key_count
+/// Key and expiry counts, in total and per leaf.
+struct Counts {
+    keys: usize,
+    expiring: usize,
+    leaf_keys: Vec<u32>,
+    leaf_expiring: Vec<u32>,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        Counts { keys: 0, expiring: 0, leaf_keys: vec![0; LEAF_COUNT], leaf_expiring: vec![0; LEAF_COUNT] }
     }
 
-    /// The buckets, in bucket order.
-    pub fn buckets(&self) -> &[Arc<Bucket>] {
-        &self.buckets
+    fn add_key(&mut self, bucket: usize) {
+        self.keys += 1;
+        self.leaf_keys[leaf_of(bucket)] += 1;
     }
 
-    /// The buckets a checkpoint writes, with their numbers: all of them, or
-    /// only `selected` (ascending). The others are released at once, so
-    /// writes to them no longer copy them.
-    pub fn into_selected(self, selected: Option<&[u32]>) -> Vec<(u32, Arc<Bucket>)> {
-        let numbered = self.buckets.into_iter().enumerate().map(|(index, bucket)| (index as u32, bucket));
-        match selected {
-            None => numbered.collect(),
-            Some(selected) => {
-                let mut wanted = selected.iter().peekable();
-                numbered.filter(|(index, _)| wanted.next_if_eq(&index).is_some()).collect()
-            }
+    fn remove_key(&mut self, bucket: usize) {
+        self.keys -= 1;
+        self.leaf_keys[leaf_of(bucket)] -= 1;
+    }
+
+    /// Counts a deadline set (`true`) or cleared (`false`) in `bucket`.
+    fn change_expiring(&mut self, bucket: usize, set: bool) {
+        let leaf = &mut self.leaf_expiring[leaf_of(bucket)];
+        if set {
+            self.expiring += 1;
+            *leaf += 1;
+        } else {
+            self.expiring -= 1;
+            *leaf -= 1;
         }
+    }
+
+    /// Counts bucket `index` going from `old` to `new` (keys, expiring).
+    fn replace(&mut self, index: usize, old: (usize, u32), new: (usize, u32)) {
+        let leaf = leaf_of(index);
+        self.keys = self.keys - old.0 + new.0;
+        self.expiring = self.expiring - old.1 as usize + new.1 as usize;
+        self.leaf_keys[leaf] = self.leaf_keys[leaf] - old.0 as u32 + new.0 as u32;
+        self.leaf_expiring[leaf] = self.leaf_expiring[leaf] - old.1 + new.1;
     }
 }
 
 /// All keys and values of the node.
 pub struct Keyspace {
-    /// Fixed number of buckets; see the module comment for why `Arc`.
-    buckets: Vec<Arc<Bucket>>,
-    /// Number of keys (expired-but-not-yet-deleted ones included).
-    key_count: usize,
-    /// Number of keys with an expiry deadline.
-    expiring_count: usize,
+    /// The buckets; see the module comment.
+    buckets: Buckets,
+    /// Keys (expired-but-not-yet-deleted ones included) and keys with a deadline.
+    counts: Counts,
     /// Keys some client `WATCH`es → (watchers, modification version).
     /// Empty almost always, so the write path pays one `is_empty` check.
-    watched: hashbrown::HashMap<Bytes, (u32, u64), Hasher>,
+    watched: hashbrown::HashMap<Bytes, (u32, u64), super::value::Hasher>,
     /// Next bucket the active-expiry pass looks at.
     expiry_cursor: usize,
     /// The generation writes are stamped with now; `cut` closes it.
     generation: u64,
-    /// Per bucket, the generation of its last write.
-    stamps: Vec<u64>,
 }
 
 impl Default for Keyspace {
     fn default() -> Self {
         Keyspace::new()
     }
-}
-
-/// The bucket a key belongs to: stable across processes and versions.
-pub fn bucket_of(key: &[u8]) -> usize {
-    crc32c::crc32c(key) as usize & (BUCKET_COUNT - 1)
 }
 
 fn blob(bytes: &[u8]) -> Blob {
@@ -154,29 +131,27 @@ impl Keyspace {
     /// An empty keyspace.
     pub fn new() -> Keyspace {
         Keyspace {
-            buckets: (0..BUCKET_COUNT).map(|_| Arc::new(Bucket::default())).collect(),
-            key_count: 0,
-            expiring_count: 0,
+            buckets: Buckets::empty(0),
+            counts: Counts::new(),
             watched: Default::default(),
             expiry_cursor: 0,
             generation: 0,
-            stamps: vec![0; BUCKET_COUNT],
         }
     }
 
     /// Number of keys, including expired ones not yet deleted (like Redis `DBSIZE`).
     pub fn len(&self) -> usize {
-        self.key_count
+        self.counts.keys
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.key_count == 0
+        self.counts.keys == 0
     }
 
     /// Number of keys with an expiry.
     pub fn expiring_len(&self) -> usize {
-        self.expiring_count
+        self.counts.expiring
     }
 
     /// The live entry under `key` at `now_ms` (an expired key reads as absent).
@@ -187,24 +162,27 @@ impl Keyspace {
     /// The entry under `key` even if its deadline passed (the write path
     /// uses this to delete it through an effect first).
     pub fn get_including_expired(&self, key: &[u8]) -> Option<&Entry> {
-        self.buckets[bucket_of(key)].entries.get(key)
+        self.buckets.get(bucket_of(key)).entries.get(key)
+    }
+
+    /// Bucket `index`.
+    pub fn bucket(&self, index: usize) -> &Bucket {
+        self.buckets.get(index)
     }
 
     /// A frozen view of the current state; see the module comment.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { buckets: self.buckets.clone(), key_count: self.key_count }
+        Snapshot::new(self.buckets.clone(), self.counts.keys)
     }
 
-    /// Takes a checkpoint's cut: the snapshot, and for an incremental the
-    /// buckets written after generation `changed_since` (the base cut's);
-    /// then opens the next generation. Cost: cloning the bucket pointers and
-    /// one pass over the stamps — independent of the data size.
+    /// Takes a checkpoint's cut: the snapshot, for an incremental based on
+    /// the cut that closed generation `changed_since`; then opens the next
+    /// generation. Cost: one pointer copy, whatever the data size; which
+    /// buckets changed is read from the frozen snapshot later, off the lock.
     pub fn cut(&mut self, changed_since: Option<u64>) -> Cut {
         let snapshot = self.snapshot();
-        let changed = changed_since
-            .map(|base| (0..BUCKET_COUNT as u32).filter(|&bucket| self.stamps[bucket as usize] > base).collect());
         let generation = self.advance_generation();
-        Cut { snapshot, generation, changed }
+        Cut { snapshot, generation, changed_since }
     }
 
     /// Closes the current generation and returns it (after a restore, the
@@ -216,73 +194,72 @@ impl Keyspace {
 
     /// Replaces bucket `index` whole (checkpoint restore; an incremental's
     /// bucket also removes the keys deleted since its base).
-    pub fn replace_bucket(&mut self, index: usize, bucket: Bucket) {
-        let old = &self.buckets[index];
-        self.key_count = self.key_count - old.entries.len() + bucket.entries.len();
-        self.expiring_count = self.expiring_count - old.expiring as usize + bucket.expiring as usize;
-        self.buckets[index] = Arc::new(bucket);
-        self.stamps[index] = self.generation;
+    pub fn replace_bucket(&mut self, index: usize, mut bucket: Bucket) {
+        let old = self.buckets.get(index);
+        self.counts.replace(index, (old.len(), old.expiring), (bucket.len(), bucket.expiring));
+        bucket.generation = self.generation;
+        self.buckets.replace(index, bucket);
     }
 
-    fn bucket_mut(&mut self, key: &[u8]) -> &mut Bucket {
-        let index = bucket_of(key);
-        self.stamps[index] = self.generation;
-        Arc::make_mut(&mut self.buckets[index])
+    /// Bucket `index` for changing, stamped with the current generation.
+    fn bucket_mut(&mut self, index: usize) -> &mut Bucket {
+        self.buckets.make_mut(index, self.generation)
     }
 
     fn insert(&mut self, key: &[u8], entry: Entry) {
         let expiring = entry.expire_at_ms != 0;
-        let bucket = self.bucket_mut(key);
+        let index = bucket_of(key);
+        let bucket = self.buckets.make_mut(index, self.generation);
         // Overwriting keeps the stored key: no allocation, no second hash.
         let previous = match bucket.entries.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, entry)),
             None => bucket.entries.insert(Key::from(key), entry),
         };
         let was_expiring = previous.as_ref().is_some_and(|old| old.expire_at_ms != 0);
-        match (was_expiring, expiring) {
-            (false, true) => bucket.expiring += 1,
-            (true, false) => bucket.expiring -= 1,
-            _ => {}
-        }
-        match (was_expiring, expiring) {
-            (false, true) => self.expiring_count += 1,
-            (true, false) => self.expiring_count -= 1,
-            _ => {}
+        if was_expiring != expiring {
+            if expiring {
+                bucket.expiring += 1;
+            } else {
+                bucket.expiring -= 1;
+            }
+            self.counts.change_expiring(index, expiring);
         }
         if previous.is_none() {
-            self.key_count += 1;
+            self.counts.add_key(index);
         }
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        if !self.buckets[bucket_of(key)].entries.contains_key(key) {
+        let index = bucket_of(key);
+        if !self.buckets.get(index).entries.contains_key(key) {
             return None;
         }
-        let bucket = self.bucket_mut(key);
+        let bucket = self.buckets.make_mut(index, self.generation);
         let removed = bucket.entries.remove(key)?;
         if removed.expire_at_ms != 0 {
             bucket.expiring -= 1;
-            self.expiring_count -= 1;
+            self.counts.change_expiring(index, false);
         }
-        self.key_count -= 1;
+        self.counts.remove_key(index);
         Some(removed)
     }
 
     fn set_expiry(&mut self, key: &[u8], at_ms: u64) {
-        let bucket = self.bucket_mut(key);
-        let Some(entry) = bucket.entries.get_mut(key) else { return };
+        let index = bucket_of(key);
+        if !self.buckets.get(index).entries.contains_key(key) {
+            return;
+        }
+        let bucket = self.buckets.make_mut(index, self.generation);
+        let entry = bucket.entries.get_mut(key).expect("checked above");
         let before = entry.expire_at_ms != 0;
         entry.expire_at_ms = at_ms;
-        match (before, at_ms != 0) {
-            (false, true) => {
-                bucket.expiring += 1;
-                self.expiring_count += 1;
-            }
-            (true, false) => {
+        if before != (at_ms != 0) {
+            if before {
                 bucket.expiring -= 1;
-                self.expiring_count -= 1;
+            } else {
+                bucket.expiring += 1;
             }
-            _ => {}
+            self.counts.change_expiring(index, !before);
         }
     }
 
@@ -293,7 +270,7 @@ impl Keyspace {
         if self.get_including_expired(key).is_none() {
             self.insert(key, Entry { value: make(), expire_at_ms: 0 });
         }
-        let entry = self.bucket_mut(key).entries.get_mut(key).expect("inserted above");
+        let entry = self.bucket_mut(bucket_of(key)).entries.get_mut(key).expect("inserted above");
         &mut entry.value
     }
 
@@ -474,10 +451,9 @@ impl Keyspace {
     }
 
     fn flush(&mut self) {
-        self.buckets = (0..BUCKET_COUNT).map(|_| Arc::new(Bucket::default())).collect();
-        self.stamps.fill(self.generation);
-        self.key_count = 0;
-        self.expiring_count = 0;
+        // Every bucket is stamped: the next incremental records them all, emptied.
+        self.buckets = Buckets::empty(self.generation);
+        self.counts = Counts::new();
     }
 
     /// Starts tracking modifications of `key` for a `WATCH`; returns its current version.
@@ -505,13 +481,18 @@ impl Keyspace {
     /// Keys in buckets `cursor..` until about `count` keys were seen;
     /// returns the next cursor (0 when the scan is complete) and the keys that
     /// pass `keep`. Every key present for the whole scan is returned once,
-    /// because buckets are fixed and each is visited whole.
+    /// because buckets are fixed and each is visited whole. Leaves without
+    /// keys are skipped whole, so a sparse keyspace scans in few calls.
     pub fn scan(&self, cursor: u64, count: usize, mut keep: impl FnMut(&[u8], &Entry) -> bool) -> (u64, Vec<Bytes>) {
         let mut found = Vec::new();
         let mut seen = 0;
         let mut bucket_index = cursor as usize;
         while bucket_index < BUCKET_COUNT && seen < count {
-            for (key, entry) in self.buckets[bucket_index].entries.iter() {
+            if bucket_index.is_multiple_of(BUCKETS_PER_LEAF) && self.counts.leaf_keys[leaf_of(bucket_index)] == 0 {
+                bucket_index += BUCKETS_PER_LEAF;
+                continue;
+            }
+            for (key, entry) in self.buckets.get(bucket_index).entries.iter() {
                 seen += 1;
                 if keep(key, entry) {
                     found.push(Bytes::copy_from_slice(key));
@@ -526,53 +507,74 @@ impl Keyspace {
     /// Every live key matching a glob pattern (`KEYS`).
     pub fn keys_matching(&self, pattern: &[u8], now_ms: u64) -> Vec<Bytes> {
         let match_all = pattern == b"*";
-        self.buckets
-            .iter()
-            .flat_map(|bucket| bucket.entries.iter())
-            .filter(|(key, entry)| !entry.is_expired(now_ms) && (match_all || glob::matches(pattern, key)))
+        self.live_entries(now_ms)
+            .filter(|(key, _)| match_all || glob::matches(pattern, key))
             .map(|(key, _)| Bytes::copy_from_slice(key))
             .collect()
     }
 
-    /// A random live key, or `None` when there is none.
+    /// Every live entry, leaf by leaf, skipping leaves without keys.
+    fn live_entries(&self, now_ms: u64) -> impl Iterator<Item = (&Key, &Entry)> {
+        (0..LEAF_COUNT)
+            .filter(|&leaf| self.counts.leaf_keys[leaf] != 0)
+            .flat_map(|leaf| self.buckets.leaf(leaf))
+            .flat_map(|bucket| bucket.entries.iter())
+            .filter(move |(_, entry)| !entry.is_expired(now_ms))
+    }
+
+    /// A random live key, or `None` when there is none. Each key, expired
+    /// ones included, is drawn with the same chance (through the per-leaf
+    /// counts); after a few expired draws, one of the live keys is chosen.
     pub fn random_key(&self, now_ms: u64, rng: &mut impl Rng) -> Option<Bytes> {
-        if self.key_count == 0 {
+        if self.counts.keys == 0 {
             return None;
         }
-        // Sample non-empty buckets; bounded, then fall back to a full walk.
-        for _ in 0..256 {
-            let bucket = &self.buckets[rng.gen_range(0..BUCKET_COUNT)];
-            if bucket.entries.is_empty() {
-                continue;
-            }
-            let skip = rng.gen_range(0..bucket.entries.len());
-            let (key, entry) = bucket.entries.iter().nth(skip).expect("skip < len");
+        for _ in 0..16 {
+            let (key, entry) = self.nth_key(rng.gen_range(0..self.counts.keys));
             if !entry.is_expired(now_ms) {
                 return Some(Bytes::copy_from_slice(key));
             }
         }
-        let live: Vec<&Key> = self
-            .buckets
-            .iter()
-            .flat_map(|bucket| bucket.entries.iter())
-            .filter(|(_, entry)| !entry.is_expired(now_ms))
-            .map(|(key, _)| key)
-            .collect();
+        let live: Vec<&Key> = self.live_entries(now_ms).map(|(key, _)| key).collect();
         (!live.is_empty()).then(|| Bytes::copy_from_slice(live[rng.gen_range(0..live.len())]))
     }
 
+    /// The `n`th key in bucket order (`n` < the key count).
+    fn nth_key(&self, mut n: usize) -> (&Key, &Entry) {
+        for (leaf, &keys) in self.counts.leaf_keys.iter().enumerate() {
+            if n >= keys as usize {
+                n -= keys as usize;
+                continue;
+            }
+            for bucket in self.buckets.leaf(leaf) {
+                if n < bucket.len() {
+                    return bucket.entries.iter().nth(n).expect("n < len");
+                }
+                n -= bucket.len();
+            }
+        }
+        unreachable!("the leaf counts add up to the key count")
+    }
+
     /// Expired keys found by examining up to `budget` keys of buckets with
-    /// expiring keys, resuming where the previous pass stopped. The caller
-    /// deletes them through `Effect::Delete` so that the log records it.
+    /// expiring keys, resuming where the previous pass stopped (leaves
+    /// without deadlines are skipped whole). The caller deletes them through
+    /// `Effect::Delete` so that the log records it.
     pub fn expired_keys(&mut self, now_ms: u64, budget: usize) -> Vec<Bytes> {
         let mut expired = Vec::new();
-        if self.expiring_count == 0 {
+        if self.counts.expiring == 0 {
             return expired;
         }
         let mut examined = 0;
         let mut buckets_visited = 0;
         while examined < budget && buckets_visited < BUCKET_COUNT {
-            let bucket = &self.buckets[self.expiry_cursor];
+            let at = self.expiry_cursor;
+            if at.is_multiple_of(BUCKETS_PER_LEAF) && self.counts.leaf_expiring[leaf_of(at)] == 0 {
+                self.expiry_cursor = (at + BUCKETS_PER_LEAF) % BUCKET_COUNT;
+                buckets_visited += BUCKETS_PER_LEAF;
+                continue;
+            }
+            let bucket = self.buckets.get(at);
             if bucket.expiring > 0 {
                 for (key, entry) in bucket.entries.iter() {
                     examined += 1;
@@ -581,7 +583,7 @@ impl Keyspace {
                     }
                 }
             }
-            self.expiry_cursor = (self.expiry_cursor + 1) % BUCKET_COUNT;
+            self.expiry_cursor = (at + 1) % BUCKET_COUNT;
             buckets_visited += 1;
         }
         expired
@@ -601,6 +603,8 @@ impl Keyspace {
     pub fn check_counts(&self) {
         let mut keys = 0;
         let mut expiring = 0;
+        let mut leaf_keys = vec![0u32; LEAF_COUNT];
+        let mut leaf_expiring = vec![0u32; LEAF_COUNT];
         for (index, bucket) in self.buckets.iter().enumerate() {
             let bucket_expiring = bucket.entries.values().filter(|entry| entry.expire_at_ms != 0).count();
             assert_eq!(bucket.expiring as usize, bucket_expiring, "bucket {index} expiring count");
@@ -610,9 +614,13 @@ impl Keyspace {
             }
             keys += bucket.entries.len();
             expiring += bucket_expiring;
+            leaf_keys[leaf_of(index)] += bucket.entries.len() as u32;
+            leaf_expiring[leaf_of(index)] += bucket_expiring as u32;
         }
-        assert_eq!(self.key_count, keys, "key count");
-        assert_eq!(self.expiring_count, expiring, "expiring count");
+        assert_eq!(self.counts.keys, keys, "key count");
+        assert_eq!(self.counts.expiring, expiring, "expiring count");
+        assert!(self.counts.leaf_keys == leaf_keys, "per-leaf key counts");
+        assert!(self.counts.leaf_expiring == leaf_expiring, "per-leaf expiring counts");
     }
 }
 
@@ -721,7 +729,7 @@ mod tests {
         let snapshot = keyspace.snapshot();
         keyspace.apply(&Effect::Set { key: b("a"), value: b("2"), ttl: Ttl::Clear });
         keyspace.apply(&Effect::ListPush { key: b("l"), left: true, values: vec![b("x")] });
-        let bucket = &snapshot.buckets()[bucket_of(b"a")];
+        let bucket = snapshot.bucket(bucket_of(b"a"));
         let (_, entry) = bucket.entries().find(|(key, _)| *key == b"a").unwrap();
         assert_eq!(entry.value, Value::String(blob(b"1")));
         assert_eq!(snapshot.key_count(), 1);
@@ -729,28 +737,55 @@ mod tests {
         keyspace.check_counts();
     }
 
+    fn selected(cut: Cut) -> Vec<u32> {
+        cut.into_buckets().into_iter().map(|(index, _)| index).collect()
+    }
+
     #[test]
     fn a_cut_lists_exactly_the_buckets_written_since_the_base() {
         let mut keyspace = Keyspace::new();
         keyspace.apply(&Effect::Set { key: b("a"), value: b("1"), ttl: Ttl::Clear });
         let full = keyspace.cut(None);
-        assert!(full.changed.is_none());
-        let unchanged = keyspace.cut(Some(full.generation));
-        assert_eq!(unchanged.changed, Some(vec![]));
+        let full_generation = full.generation;
+        assert_eq!(selected(full), [bucket_of(b"a") as u32], "a full cut holds the buckets holding keys");
+        let unchanged = keyspace.cut(Some(full_generation));
+        let unchanged_generation = unchanged.generation;
+        assert_eq!(selected(unchanged), [] as [u32; 0]);
         keyspace.apply(&Effect::Set { key: b("b"), value: b("2"), ttl: Ttl::Clear });
         keyspace.apply(&Effect::Delete { key: b("a") });
         keyspace.apply(&Effect::Delete { key: b("never-there") });
+        keyspace.apply(&Effect::Persist { key: b("never-there") });
         let mut expected = vec![bucket_of(b"a") as u32, bucket_of(b"b") as u32];
         expected.sort();
         expected.dedup();
         // Relative to the full cut (as after a failed checkpoint), and to the latest one.
-        let incremental = keyspace.cut(Some(full.generation));
-        assert_eq!(incremental.changed.as_ref(), Some(&expected));
-        assert_eq!(keyspace.cut(Some(unchanged.generation)).changed.as_ref(), Some(&expected));
-        let latest = keyspace.cut(Some(incremental.generation));
-        assert_eq!(latest.changed, Some(vec![]));
+        let incremental = keyspace.cut(Some(full_generation));
+        let incremental_generation = incremental.generation;
+        assert_eq!(selected(incremental), expected);
+        assert_eq!(selected(keyspace.cut(Some(unchanged_generation))), expected);
+        let latest = keyspace.cut(Some(incremental_generation));
+        let latest_generation = latest.generation;
+        assert_eq!(selected(latest), [] as [u32; 0]);
         keyspace.apply(&Effect::FlushAll);
-        assert_eq!(keyspace.cut(Some(latest.generation)).changed.unwrap().len(), BUCKET_COUNT);
+        assert_eq!(selected(keyspace.cut(Some(latest_generation))).len(), BUCKET_COUNT, "a flush empties every bucket");
+        assert_eq!(selected(keyspace.cut(None)), [] as [u32; 0]);
+    }
+
+    #[test]
+    fn the_cut_shares_the_state_and_writes_copy_only_their_own_buckets() {
+        let mut keyspace = Keyspace::new();
+        for index in 0..1000 {
+            keyspace.apply(&Effect::Set { key: b(&format!("k{index}")), value: b("old"), ttl: Ttl::Clear });
+        }
+        let cut = keyspace.cut(None);
+        keyspace.apply(&Effect::Set { key: b("k1"), value: b("new"), ttl: Ttl::Clear });
+        let buckets = cut.into_buckets();
+        let frozen = &buckets.iter().find(|(index, _)| *index as usize == bucket_of(b"k1")).unwrap().1;
+        let (_, entry) = frozen.entries().find(|(key, _)| *key == b"k1").unwrap();
+        assert_eq!(entry.value, Value::String(blob(b"old")));
+        let untouched = buckets.iter().find(|(index, _)| *index as usize != bucket_of(b"k1")).unwrap();
+        assert!(std::ptr::eq(&*untouched.1, keyspace.bucket(untouched.0 as usize)), "not copied");
+        assert_eq!(buckets.iter().map(|(_, bucket)| bucket.len()).sum::<usize>(), 1000);
     }
 
     #[test]
@@ -763,7 +798,7 @@ mod tests {
         let snapshot = source.snapshot();
         let mut copy = Keyspace::new();
         copy.apply(&Effect::Set { key: b("stale"), value: b("x"), ttl: Ttl::At(5) });
-        for (index, bucket) in snapshot.buckets().iter().enumerate() {
+        for (index, bucket) in snapshot.buckets().enumerate() {
             let entries = bucket.entries().map(|(name, entry)| (Key::from(name), entry.clone()));
             copy.replace_bucket(index, Bucket::from_entries(entries));
         }
@@ -820,6 +855,39 @@ mod tests {
             cursor = next;
         }
         assert_eq!(seen.len(), 5000);
+    }
+
+    /// A few keys among 2¹⁶ buckets: the walks skip empty leaves instead of
+    /// visiting every bucket, and still find every key.
+    #[test]
+    fn sparse_keyspaces_are_walked_by_their_leaf_counts() {
+        use rand::SeedableRng;
+        let mut keyspace = Keyspace::new();
+        let names = ["a", "b", "c", "d", "e"];
+        for name in names {
+            let ttl = if name == "e" { Ttl::At(50) } else { Ttl::Clear };
+            keyspace.apply(&Effect::Set { key: b(name), value: b("v"), ttl });
+        }
+        let (next, keys) = keyspace.scan(0, 10, |_, _| true);
+        assert_eq!((next, keys.len()), (0, 5), "one call scans a sparse keyspace whole");
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut drawn = std::collections::HashMap::new();
+        for _ in 0..2_000 {
+            *drawn.entry(keyspace.random_key(100, &mut rng).unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(drawn.len(), 4, "every live key is drawn, the expired one never: {drawn:?}");
+        assert!(drawn.values().all(|&count| count > 350), "draws are even: {drawn:?}");
+
+        assert!(keyspace.expired_keys(40, 100).is_empty());
+        assert_eq!(keyspace.expired_keys(100, 100), [b("e")], "one pass finds the expired key");
+        keyspace.apply(&Effect::Delete { key: b("e") });
+        for name in &names[..4] {
+            keyspace.apply(&Effect::Delete { key: b(name) });
+        }
+        keyspace.check_counts();
+        assert_eq!(keyspace.random_key(100, &mut rng), None);
+        assert_eq!(keyspace.scan(0, 10, |_, _| true), (0, vec![]));
     }
 
     #[test]

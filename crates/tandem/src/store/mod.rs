@@ -6,6 +6,7 @@
 //! and checkpoint restore. `apply` is deterministic: the same effects on the
 //! same state give the same state on every node.
 
+pub mod buckets;
 pub mod effect;
 pub mod glob;
 pub mod keyspace;

@@ -118,6 +118,17 @@ impl Value {
         }
     }
 
+    /// A byte of the value's own memory (0 for an empty string), read to bring
+    /// it into the cache ahead of a copy (see `Bucket::clone`).
+    pub fn first_byte(&self) -> u8 {
+        match self {
+            Value::String(bytes) => bytes.first().copied().unwrap_or(0),
+            Value::Hash(hash) => hash.len() as u8,
+            Value::Set(set) => set.len() as u8,
+            Value::List(list) => list.len() as u8,
+        }
+    }
+
     /// Whether the value is an empty aggregate (Redis deletes those keys).
     pub fn is_empty_aggregate(&self) -> bool {
         match self {
