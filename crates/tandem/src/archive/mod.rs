@@ -177,6 +177,40 @@ pub fn read_whole(file: &File) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Room a pass leaves free on the archive's disk beyond the manifest's own size: the
+/// manifest naming the files written is written last, beside the previous one, and must fit.
+const MANIFEST_ROOM_MARGIN: u64 = 64 * 1024;
+
+/// Refuses to write a `bytes`-byte file into `dir` unless the manifest that will name it
+/// still fits after it. Without this a nearly full disk took every file a pass wrote, the
+/// manifest could not be written, the files were removed again, and the next pass did
+/// the same: nothing was ever recorded.
+pub fn ensure_room(dir: &Path, manifest: &Manifest, bytes: u64) -> anyhow::Result<()> {
+    let needed = bytes + 2 * manifest::encode(manifest).len() as u64 + MANIFEST_ROOM_MARGIN;
+    let free = free_bytes(dir)?;
+    anyhow::ensure!(
+        free >= needed,
+        "the archive's disk is full: {free} bytes free in {}, a {bytes}-byte file and the manifest need {needed}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string; statvfs fills `stats` when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        let error = std::io::Error::last_os_error();
+        anyhow::bail!("statvfs {}: {error}", dir.display());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    let stats = unsafe { stats.assume_init() };
+    Ok(stats.f_bavail * stats.f_frsize)
+}
+
 /// Writes `bytes` to `destination` durably (temporary, fsync, rename, directory fsync),
 /// then reads it back and checks it. Returns its CRC32C.
 pub fn write_durably(destination: &Path, bytes: &[u8]) -> anyhow::Result<u32> {
@@ -240,4 +274,22 @@ pub fn check_checkpoint(
     let mut reader = crate::checkpoint::format::FileReader::open(path)?;
     while reader.next_chunk()?.is_some() {}
     Ok(reader.header().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_refused_when_the_manifest_would_not_fit_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Manifest::empty(1);
+        let free = free_bytes(dir.path()).unwrap();
+        assert!(free > MANIFEST_ROOM_MARGIN, "the test needs a little free space");
+        ensure_room(dir.path(), &manifest, 0).expect("an empty file and the manifest fit");
+        let error = ensure_room(dir.path(), &manifest, free).unwrap_err().to_string();
+        assert!(error.contains("the archive's disk is full"), "{error}");
+        let error = free_bytes(&dir.path().join("missing")).unwrap_err().to_string();
+        assert!(error.contains("statvfs"), "{error}");
+    }
 }

@@ -225,6 +225,10 @@ impl Shipper {
             }
             let name = format!("{CHECKPOINTS_DIRECTORY}/{}", checkpoint::file::file_name(candidate.id, candidate.kind));
             let destination = self.config.dir.join(&name);
+            let Ok(size) = fs::metadata(&candidate.path).map(|metadata| metadata.len()) else {
+                continue; // retention removed it since the listing: a newer one replaces it
+            };
+            super::ensure_room(&self.config.dir, manifest, size)?;
             let (bytes, crc32c) = match super::copy_durably(&candidate.path, &destination) {
                 Ok(copied) => copied,
                 // Retention removed it since the listing: a newer one replaces it.
@@ -300,6 +304,7 @@ impl Shipper {
                 (first_index, first_time) = (old.first_index, old.first_time_unix_ms);
             }
             let name = format!("{SEGMENTS_DIRECTORY}/{}", segment::file_name(first_index, last_index));
+            super::ensure_room(&self.config.dir, manifest, bytes.len() as u64)?;
             let crc32c = super::write_durably(&self.config.dir.join(&name), &bytes)?;
             // Only now, with its replacement durable, may the old file leave the manifest.
             if let Some(old) = replaced {
