@@ -22,11 +22,10 @@ use crate::store::{Bucket, Entry, Value};
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TNDMCKPT";
-/// The format version this build writes.
-///
-/// Version 1 files (16,384 buckets, empty buckets recorded in full
-/// checkpoints) are still read: each of their buckets is split into the
-/// buckets of this build that cover it.
+/// The format version this build writes. Version 2 leaves empty buckets out
+/// of full checkpoints; version 1 files, which recorded them, are still read.
+/// A file written with fewer buckets than this build is read by splitting
+/// each of its buckets into the buckets of this build that cover it.
 pub const FORMAT_VERSION: u16 = 2;
 /// The oldest format version this build reads.
 pub const FORMAT_VERSION_OLDEST: u16 = 1;
@@ -785,50 +784,64 @@ mod tests {
         assert_eq!(crc32c::crc32c(body), u32::from_le_bytes(stored.try_into().unwrap()));
     }
 
-    /// Version 1 wrote 16,384 buckets, every one of them in a full checkpoint.
-    #[test]
-    fn a_version_1_file_reads_back_split_into_this_builds_buckets() {
-        const OLD_TOTAL: usize = 1 << 14;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
-        let original = sample();
-        let mut groups: Vec<Vec<(Key, Entry)>> = vec![Vec::new(); OLD_TOTAL];
+    /// Writes `original` as a full checkpoint of format `version` numbered among `total`
+    /// buckets, every bucket recorded (as version 1 did); returns the buckets' entries.
+    fn write_every_bucket(path: &Path, original: &Keyspace, version: u16, total: usize) -> Vec<Vec<(Key, Entry)>> {
+        let mut groups: Vec<Vec<(Key, Entry)>> = vec![Vec::new(); total];
         for bucket in original.snapshot().buckets() {
             for (key, entry) in bucket.entries() {
-                groups[bucket_among(key, OLD_TOTAL)].push((Key::from(key), entry.clone()));
+                groups[bucket_among(key, total)].push((Key::from(key), entry.clone()));
             }
         }
-        let header = Header { bucket_total: OLD_TOTAL as u32, ..header(Kind::Full) };
-        let mut writer = FileWriter::start_version(File::create(&path).unwrap(), &path, &header, 1).unwrap();
+        let header = Header { bucket_total: total as u32, ..header(Kind::Full) };
+        let mut writer = FileWriter::start_version(File::create(path).unwrap(), path, &header, version).unwrap();
         for (index, entries) in groups.iter().enumerate() {
             writer.bucket(index as u32, &Bucket::from_entries(entries.iter().cloned())).unwrap();
         }
         writer.finish().unwrap();
+        groups
+    }
 
-        let mut reader = FileReader::open(&path).unwrap();
-        assert_eq!(reader.header(), &header);
-        let mut restored = Keyspace::new();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(chunk) = reader.next_chunk().unwrap() {
-            for (index, bucket) in decode_chunk(&path, &chunk).unwrap() {
-                assert!(seen.insert(index), "bucket {index} came back twice");
-                restored.replace_bucket(index as usize, bucket);
+    /// Version 1 recorded every bucket, empty ones too; a file with fewer buckets than
+    /// this build (a later build with more buckets reading today's files) is split.
+    #[test]
+    fn version_1_files_and_files_with_fewer_buckets_read_back_to_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = sample();
+        for (version, total) in [(1, BUCKET_COUNT), (FORMAT_VERSION, BUCKET_COUNT / 4)] {
+            let path = dir.path().join(format!("c{version}"));
+            let groups = write_every_bucket(&path, &original, version, total);
+            let mut reader = FileReader::open(&path).unwrap();
+            assert_eq!(reader.header().bucket_total as usize, total);
+            let mut restored = Keyspace::new();
+            let mut seen = std::collections::HashSet::new();
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                for (index, bucket) in decode_chunk(&path, &chunk).unwrap() {
+                    assert!(seen.insert(index), "bucket {index} came back twice");
+                    restored.replace_bucket(index as usize, bucket);
+                }
             }
-        }
-        assert_eq!(seen.len(), BUCKET_COUNT, "every old bucket stands for all the buckets that cover it");
-        restored.check_counts();
-        assert_eq!(restored.digest(), original.digest());
+            assert_eq!(seen.len(), BUCKET_COUNT, "each recorded bucket stands for all the buckets that cover it");
+            restored.check_counts();
+            assert_eq!(restored.digest(), original.digest(), "version {version}, {total} buckets");
 
-        // An old incremental's bucket replaces all of them: a key deleted since its base goes.
-        let gone = b"k5";
-        let old_index = bucket_among(gone, OLD_TOTAL);
-        let kept = groups[old_index].iter().filter(|(key, _)| &key[..] != gone).cloned();
-        for (index, part) in Bucket::from_entries(kept).split(old_index, OLD_TOTAL) {
-            restored.replace_bucket(index, part);
+            // An incremental's bucket replaces all the buckets it covers: a key deleted since
+            // its base goes.
+            let gone = b"k5";
+            let old_index = bucket_among(gone, total);
+            let kept = groups[old_index].iter().filter(|(key, _)| &key[..] != gone).cloned();
+            let parts = if total == BUCKET_COUNT {
+                vec![(old_index, Bucket::from_entries(kept))]
+            } else {
+                Bucket::from_entries(kept).split(old_index, total)
+            };
+            for (index, part) in parts {
+                restored.replace_bucket(index, part);
+            }
+            restored.check_counts();
+            assert!(restored.get(gone, 0).is_none());
+            assert_eq!(restored.len(), original.len() - 1);
         }
-        restored.check_counts();
-        assert!(restored.get(gone, 0).is_none());
-        assert_eq!(restored.len(), original.len() - 1);
     }
 
     #[test]

@@ -1,24 +1,24 @@
 //! The keyspace's buckets, kept in a shallow tree of shared nodes so that a
 //! checkpoint can freeze all of them at once and a later write copies little.
 //!
-//! Shape: a root of 16 middles, each of 64 leaves, each of 64 buckets —
-//! [`BUCKET_COUNT`] = 2¹⁶ buckets, every node behind an `Arc`.
+//! Shape: a root of 4 middles, each of 64 leaves, each of 64 buckets —
+//! [`BUCKET_COUNT`] = 2¹⁴ buckets, every node behind an `Arc`.
 //! * **The cut is one pointer copy.** [`Buckets::clone`] shares the root;
 //!   nothing is visited, whatever the dataset size.
 //! * **A write copies a path, not a table.** [`Buckets::make_mut`] goes
 //!   through `Arc::make_mut` at each level: a node still shared with a
 //!   snapshot is copied first (64 pointers for the root, a middle or a leaf,
-//!   the bucket's own entries at the bottom). With 2¹⁶ buckets a bucket
-//!   holds about 15 keys per million keys, so the copy a write may pay
-//!   during a checkpoint stays a few microseconds.
-//! * **Why 2¹⁶.** More, smaller buckets make that copy cheaper still, but
-//!   scatter the tables' headers over more memory, and every lookup pays for
-//!   it in cache misses: measured over a million random keys (`GET`/`SET`,
-//!   `-P 16`), 2¹⁴ flat buckets → 2¹⁶ in this tree cost about 5% of
-//!   throughput, 2¹⁸ about 10–20%.
+//!   the bucket's own entries at the bottom: about 61 keys per million keys).
+//! * **Why 2¹⁴.** More, smaller buckets would make that copy cheaper, but
+//!   every lookup reads a bucket's pointer, and the pointers of 2¹⁶ buckets
+//!   (512 KB) no longer stay in a core's cache: `GET` at `-P 16` over 100,000
+//!   random keys lost 15% of its throughput (the leaf load became the
+//!   hottest instruction of the lookup), 2¹⁸ buckets lost 10–20% over a
+//!   million keys. With 2¹⁴ the lookup costs what a flat array of buckets did
+//!   (within 2%), and the cut is still one pointer copy.
 //! * **Empty is shared.** A new tree is one empty bucket, one leaf and one
 //!   middle, shared along the whole width; writes copy their paths on first
-//!   use, so an empty or small keyspace costs kilobytes, not 2¹⁶ tables.
+//!   use, so an empty or small keyspace costs kilobytes, not 2¹⁴ tables.
 //!
 //! A key's bucket is `crc32c(key) mod BUCKET_COUNT`, a function of its bytes
 //! alone, so bucket numbers mean the same in every process; checkpoint files
@@ -32,7 +32,7 @@ const FANOUT_BITS: u32 = 6;
 /// Children of each middle node and leaf.
 const FANOUT: usize = 1 << FANOUT_BITS;
 const MASK: usize = FANOUT - 1;
-const ROOT_BITS: u32 = 4;
+const ROOT_BITS: u32 = 2;
 /// Children of the root.
 const ROOT_FANOUT: usize = 1 << ROOT_BITS;
 /// How many buckets the keyspace has (a power of two).
@@ -271,13 +271,13 @@ mod tests {
     #[test]
     fn a_selection_is_ascending_and_releases_the_tree() {
         let mut buckets = Buckets::empty(0);
-        for index in [9, 3, 60_000] {
+        for index in [9, 3, 12_000] {
             buckets.make_mut(index, 4).entries = bucket_with(&[b"k"]).entries;
         }
         buckets.make_mut(12, 5).entries.clear();
         let snapshot = Snapshot::new(buckets.clone(), 3);
         let full: Vec<u32> = snapshot.clone().into_selected(None).into_iter().map(|(index, _)| index).collect();
-        assert_eq!(full, [3, 9, 60_000]);
+        assert_eq!(full, [3, 9, 12_000]);
         let since: Vec<u32> = snapshot.clone().into_selected(Some(4)).into_iter().map(|(index, _)| index).collect();
         assert_eq!(since, [12]);
         let selected = snapshot.into_selected(Some(4));

@@ -25,7 +25,7 @@
 //!
 //! Per-leaf key and expiry counts (64 buckets a leaf) let the walks that
 //! look for something — `SCAN`, `RANDOMKEY`, active expiry — skip empty
-//! stretches of the 2¹⁶ buckets without visiting them.
+//! stretches of the 2¹⁴ buckets without visiting them.
 
 use std::sync::Arc;
 
@@ -857,7 +857,7 @@ mod tests {
         assert_eq!(seen.len(), 5000);
     }
 
-    /// A few keys among 2¹⁶ buckets: the walks skip empty leaves instead of
+    /// A few keys among 2¹⁴ buckets: the walks skip empty leaves instead of
     /// visiting every bucket, and still find every key.
     #[test]
     fn sparse_keyspaces_are_walked_by_their_leaf_counts() {
