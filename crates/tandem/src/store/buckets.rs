@@ -7,8 +7,9 @@
 //!   nothing is visited, whatever the dataset size.
 //! * **A write copies a path, not a table.** [`Buckets::make_mut`] goes
 //!   through `Arc::make_mut` at each level: a node still shared with a
-//!   snapshot is copied first (64 pointers for the root, a middle or a leaf,
-//!   the bucket's own entries at the bottom: about 61 keys per million keys).
+//!   snapshot is copied first (the root's 4 pointers, a middle's or a
+//!   leaf's 64, the bucket's own entries at the bottom: about 61 keys per
+//!   million keys).
 //! * **Why 2¹⁴.** More, smaller buckets would make that copy cheaper, but
 //!   every lookup reads a bucket's pointer, and the pointers of 2¹⁶ buckets
 //!   (512 KB) no longer stay in a core's cache: `GET` at `-P 16` over 100,000
