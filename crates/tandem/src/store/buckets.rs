@@ -185,14 +185,18 @@ impl Buckets {
 
     /// Every bucket, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Bucket> {
-        self.root.iter().flat_map(|middle| middle.iter()).flat_map(|leaf| leaf.iter()).map(|bucket| &**bucket)
+        self.all().map(|bucket| &**bucket)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<Bucket>> {
+        self.root.iter().flat_map(|middle| middle.iter()).flat_map(|leaf| leaf.iter())
     }
 
     /// The buckets that `keep` accepts, with their numbers, in order; shared,
     /// not copied.
     fn select(&self, mut keep: impl FnMut(&Bucket) -> bool) -> Vec<(u32, Arc<Bucket>)> {
-        let all = self.root.iter().flat_map(|middle| middle.iter()).flat_map(|leaf| leaf.iter());
-        all.enumerate()
+        self.all()
+            .enumerate()
             .filter(|(_, bucket)| keep(bucket))
             .map(|(index, bucket)| (index as u32, Arc::clone(bucket)))
             .collect()

@@ -165,11 +165,6 @@ impl Keyspace {
         self.buckets.get(bucket_of(key)).entries.get(key)
     }
 
-    /// Bucket `index`.
-    pub fn bucket(&self, index: usize) -> &Bucket {
-        self.buckets.get(index)
-    }
-
     /// A frozen view of the current state; see the module comment.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::new(self.buckets.clone(), self.counts.keys)
@@ -199,11 +194,6 @@ impl Keyspace {
         self.counts.replace(index, (old.len(), old.expiring), (bucket.len(), bucket.expiring));
         bucket.generation = self.generation;
         self.buckets.replace(index, bucket);
-    }
-
-    /// Bucket `index` for changing, stamped with the current generation.
-    fn bucket_mut(&mut self, index: usize) -> &mut Bucket {
-        self.buckets.make_mut(index, self.generation)
     }
 
     fn insert(&mut self, key: &[u8], entry: Entry) {
@@ -270,7 +260,8 @@ impl Keyspace {
         if self.get_including_expired(key).is_none() {
             self.insert(key, Entry { value: make(), expire_at_ms: 0 });
         }
-        let entry = self.bucket_mut(bucket_of(key)).entries.get_mut(key).expect("inserted above");
+        let entry =
+            self.buckets.make_mut(bucket_of(key), self.generation).entries.get_mut(key).expect("inserted above");
         &mut entry.value
     }
 
@@ -784,7 +775,7 @@ mod tests {
         let (_, entry) = frozen.entries().find(|(key, _)| *key == b"k1").unwrap();
         assert_eq!(entry.value, Value::String(blob(b"old")));
         let untouched = buckets.iter().find(|(index, _)| *index as usize != bucket_of(b"k1")).unwrap();
-        assert!(std::ptr::eq(&*untouched.1, keyspace.bucket(untouched.0 as usize)), "not copied");
+        assert!(std::ptr::eq(&*untouched.1, keyspace.snapshot().bucket(untouched.0 as usize)), "not copied");
         assert_eq!(buckets.iter().map(|(_, bucket)| bucket.len()).sum::<usize>(), 1000);
     }
 
