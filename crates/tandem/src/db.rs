@@ -341,6 +341,12 @@ impl Database {
         expired.len()
     }
 
+    /// Brings the entries of `keys` into the cache before the commands that
+    /// use them run (see [`Keyspace::prefetch`]): one lock for the batch.
+    pub fn prefetch<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        self.locked.lock().keyspace.prefetch(keys);
+    }
+
     /// Runs `read` on the keyspace under the lock (INFO, digests, tests).
     pub fn with_keyspace<T>(&self, read: impl FnOnce(&Keyspace) -> T) -> T {
         read(&self.locked.lock().keyspace)
@@ -424,7 +430,11 @@ impl Database {
         let mut applied = None;
         let mut changes = 0;
         let mut payload_bytes = 0;
-        for (record, effects) in records.iter().zip(&decoded) {
+        for (index, (record, effects)) in records.iter().zip(&decoded).enumerate() {
+            if index % limits::PREFETCH_AHEAD_MAX == 0 {
+                let ahead = decoded[index..].iter().take(limits::PREFETCH_AHEAD_MAX).flatten();
+                locked.keyspace.prefetch(ahead.filter_map(|effect| effect.keys().0).map(|key| &key[..]));
+            }
             if let Err(expected) = self.log.append_replicated(record) {
                 refused = Some(ReplicatedError::NotNext { expected, found: record.index });
                 break;
@@ -529,13 +539,19 @@ mod tests {
 
     use super::*;
     use crate::store::effect::{Effect, Ttl};
+    use crate::store::{Entry, Value};
 
     fn record(index: u64, payload: Vec<u8>) -> Record {
         Record { index: LogIndex(index), epoch: Epoch(1), hlc: 0, origin: NodeId(1), payload: Bytes::from(payload) }
     }
 
     fn set(index: u64, key: &str) -> Record {
-        let effect = Effect::Set { key: Bytes::from(key.to_owned()), value: Bytes::from_static(b"v"), ttl: Ttl::Clear };
+        set_to(index, key, "v")
+    }
+
+    fn set_to(index: u64, key: &str, value: &str) -> Record {
+        let effect =
+            Effect::Set { key: Bytes::from(key.to_owned()), value: Bytes::from(value.to_owned()), ttl: Ttl::Clear };
         let mut payload = Vec::new();
         effect::encode(&[effect], &mut payload);
         record(index, payload)
@@ -574,6 +590,26 @@ mod tests {
         assert!(db.progress().durable() < LogIndex(3));
         assert_eq!(db.persist_replicated(), LogIndex(3));
         assert_eq!(db.progress().durable(), LogIndex(3));
+        db.close().unwrap();
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_prefetch_window_applies_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = standby(dir.path());
+        // Keys repeat across prefetch windows: the last write of each must win.
+        let last = 2 * limits::PREFETCH_AHEAD_MAX as u64 + 5;
+        let batch: Vec<Record> = (1..=last).map(|i| set_to(i, &format!("k{}", i % 70), &i.to_string())).collect();
+        assert_eq!(db.apply_replicated(&batch).unwrap(), Some(LogIndex(last)));
+        for key in 0..70 {
+            let newest = (1..=last).filter(|i| i % 70 == key).max().unwrap();
+            let value =
+                db.with_keyspace(|keyspace| match keyspace.get_including_expired(format!("k{key}").as_bytes()) {
+                    Some(Entry { value: Value::String(bytes), .. }) => bytes.to_vec(),
+                    other => panic!("k{key}: {:?}", other.map(|entry| entry.value.type_name())),
+                });
+            assert_eq!(value, newest.to_string().into_bytes(), "k{key}");
+        }
         db.close().unwrap();
     }
 

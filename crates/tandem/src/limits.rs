@@ -35,6 +35,11 @@ pub const SCAN_COUNT_MAX: usize = 100_000;
 /// Bytes a connection's pending replies may reach before it stops reading
 /// more requests until they are written (back-pressure, not an error).
 pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+/// Pipelined requests a connection parses ahead of running them, and
+/// replicated records a standby looks ahead at, to prefetch their keys
+/// together (`Keyspace::prefetch`): enough to overlap many cache misses,
+/// few enough that the entries are still cached when their commands run.
+pub const PREFETCH_AHEAD_MAX: usize = 64;
 /// Log bytes not yet written above which a connection stops running more of its
 /// pipelined requests until its replies are acknowledged (back-pressure on writers).
 pub const LOG_BACKLOG_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;

@@ -72,6 +72,27 @@ fn a_thousand_pipelined_commands_in_one_write_get_a_thousand_replies_in_order() 
 }
 
 #[test]
+fn a_protocol_error_after_a_long_pipeline_follows_every_reply_before_it() {
+    // Longer than the look-ahead the server parses (and prefetches) at once.
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    let mut batch = Vec::new();
+    for i in 0..150 {
+        batch.extend(encode_command(&[b"SET", format!("k{}", i % 7).as_bytes(), i.to_string().as_bytes()]));
+        batch.extend(encode_command(&[b"GET", format!("k{}", i % 7).as_bytes()]));
+    }
+    batch.extend(b"*1\r\n$x\r\nPING\r\n");
+    raw.send(&batch);
+    let replies = raw.read_until_closed();
+    let mut expected = String::new();
+    for i in 0..150 {
+        expected.push_str(&format!("+OK\r\n${}\r\n{i}\r\n", i.to_string().len()));
+    }
+    expected.push_str("-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(String::from_utf8_lossy(&replies), expected);
+}
+
+#[test]
 fn replies_larger_than_the_reply_buffer_arrive_complete_and_in_order() {
     let server = TestServer::start();
     let mut raw = server.raw();

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tandem_log::LogIndex;
-use tandem_resp::{parse_request, Frame};
+use tandem_resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::pipeline::{Next, Pipeline};
 use super::session::Session;
 use super::Shared;
 use crate::limits;
@@ -71,6 +72,7 @@ async fn serve(
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut shutdown = shared.shutdown.subscribe();
+    let mut pipeline = Pipeline::default();
     loop {
         let mut ticket: Option<LogIndex> = None;
         let mut close: Option<Closed> = None;
@@ -79,12 +81,12 @@ async fn serve(
         client.last_command_ms.store(client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
         // Run every complete request already buffered, bounded by the reply buffer and by
         // the log's backlog (a pipeline of large writes waits for the disk between batches).
+        parse_ahead(&mut pipeline, &mut input, &limits, shared);
         while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX
             && shared.db.log_backlog_bytes() < limits::LOG_BACKLOG_BYTES_SOFT_MAX
         {
-            match parse_request(&mut input, &limits) {
-                Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => {
+            match pipeline.next_step() {
+                Next::Request(args) => {
                     let flow = session.handle(shared, args, &mut output);
                     ticket = ticket.max(flow.ticket);
                     if let Some(reply) = flow.deferred {
@@ -96,11 +98,12 @@ async fn serve(
                         break;
                     }
                 }
-                Ok(None) => {
+                Next::NeedsInput => {
                     needs_input = true;
                     break;
                 }
-                Err(error) => {
+                Next::ParseMore => parse_ahead(&mut pipeline, &mut input, &limits, shared),
+                Next::Malformed(error) => {
                     Frame::error(format!("ERR {error}")).encode(session.protocol, &mut output);
                     close = Some(Closed::Protocol(error.to_string()));
                     break;
@@ -179,5 +182,12 @@ async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => return Closed::Shutdown,
             _ = idle => return Closed::Idle,
         }
+    }
+}
+
+/// Parses the next buffered requests and prefetches their keys together.
+fn parse_ahead(pipeline: &mut Pipeline, input: &mut BytesMut, limits: &tandem_resp::Limits, shared: &Shared) {
+    if pipeline.parse_ahead(input, limits) {
+        shared.db.prefetch(pipeline.first_keys());
     }
 }

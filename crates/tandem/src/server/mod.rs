@@ -2,6 +2,8 @@
 //!
 //! * [`connection`] — reads requests, runs them, waits for durability,
 //!   writes replies; one task per client.
+//! * [`pipeline`] — the requests a connection parsed ahead, whose keys it
+//!   prefetches together before running them.
 //! * [`session`] — a connection's state (protocol, auth, MULTI, subscriptions)
 //!   and the connection/server commands.
 //! * [`clients`] — the registry behind `CLIENT LIST|KILL` and `maxclients`.
@@ -11,6 +13,7 @@
 pub mod clients;
 pub mod connection;
 pub mod info;
+pub mod pipeline;
 pub mod pubsub;
 pub mod session;
 

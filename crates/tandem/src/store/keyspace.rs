@@ -165,6 +165,23 @@ impl Keyspace {
         self.buckets.get(bucket_of(key)).entries.get(key)
     }
 
+    /// Looks up `keys` and reads the first byte of each value found, for
+    /// nothing but the cache: a pipeline's lookups are independent, so their
+    /// cache misses (the bucket, the table's control bytes, the entry, the
+    /// value: each needs the one before) overlap here, where one command
+    /// after another would take them in turn. The commands that follow then
+    /// find their entries cached. About a quarter more `GET`s and `SET`s per
+    /// second at `-P 16` over 100,000 keys (`bench/throughput`).
+    pub fn prefetch<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        let mut sink = 0u8;
+        for key in keys {
+            if let Some(entry) = self.get_including_expired(key) {
+                sink ^= entry.value.first_byte();
+            }
+        }
+        std::hint::black_box(sink);
+    }
+
     /// A frozen view of the current state; see the module comment.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::new(self.buckets.clone(), self.counts.keys)

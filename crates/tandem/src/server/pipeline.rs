@@ -1,0 +1,146 @@
+//! The requests a connection has parsed but not yet run.
+//!
+//! A connection parses up to [`PREFETCH_AHEAD_MAX`] buffered requests at
+//! once and prefetches their keys together before running them one by one
+//! (see `Keyspace::prefetch`). Parsing ahead changes nothing a client sees:
+//! the requests still run in order, and a malformed one is reported after
+//! every request before it ran, as when each was parsed just before running.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use tandem_resp::{parse_request, Limits, ProtocolError};
+
+use crate::limits::PREFETCH_AHEAD_MAX;
+
+/// What a connection does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Run this request.
+    Request(Vec<Bytes>),
+    /// The input holds no complete request: read more.
+    NeedsInput,
+    /// The input is malformed here: reply with the error and close.
+    Malformed(ProtocolError),
+    /// Parse the next requests already buffered (the look-ahead was full).
+    ParseMore,
+}
+
+/// A connection's look-ahead queue of parsed requests.
+#[derive(Default)]
+pub struct Pipeline {
+    parsed: VecDeque<Vec<Bytes>>,
+    /// Met after the parsed requests, reported once they ran.
+    malformed: Option<ProtocolError>,
+    /// Whether parsing stopped at an incomplete request (rather than at the look-ahead bound).
+    input_drained: bool,
+}
+
+impl Pipeline {
+    /// Once the previous look-ahead has run, parses the complete requests
+    /// `input` holds, up to the bound; returns whether it parsed more than
+    /// one (only then is prefetching their keys worth it).
+    pub fn parse_ahead(&mut self, input: &mut BytesMut, limits: &Limits) -> bool {
+        if !self.parsed.is_empty() || self.malformed.is_some() {
+            return false;
+        }
+        self.input_drained = false;
+        while self.parsed.len() < PREFETCH_AHEAD_MAX {
+            match parse_request(input, limits) {
+                Ok(Some(args)) => {
+                    debug_assert!(!args.is_empty(), "the parser skips empty requests");
+                    self.parsed.push_back(args);
+                }
+                Ok(None) => {
+                    self.input_drained = true;
+                    break;
+                }
+                Err(error) => {
+                    self.malformed = Some(error);
+                    break;
+                }
+            }
+        }
+        self.parsed.len() > 1
+    }
+
+    /// The second argument of each parsed request: the first key of nearly
+    /// every data command. For the other commands it names no key, and
+    /// prefetching it is a wasted lookup, nothing more.
+    pub fn first_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.parsed.iter().filter_map(|args| args.get(1)).map(|key| &key[..])
+    }
+
+    /// The next request to run, or why there is none.
+    pub fn next_step(&mut self) -> Next {
+        if let Some(args) = self.parsed.pop_front() {
+            return Next::Request(args);
+        }
+        match self.malformed.take() {
+            Some(error) => Next::Malformed(error),
+            None if self.input_drained => Next::NeedsInput,
+            None => Next::ParseMore,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn names(pipeline: &mut Pipeline) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Next::Request(args) = pipeline.next_step() {
+            names.push(String::from_utf8_lossy(&args[0]).into_owned());
+        }
+        names
+    }
+
+    #[test]
+    fn requests_run_in_order_and_a_partial_one_waits_for_input() {
+        let mut input = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1"[..]);
+        let mut pipeline = Pipeline::default();
+        assert!(pipeline.parse_ahead(&mut input, &limits()));
+        assert_eq!(pipeline.first_keys().collect::<Vec<_>>(), vec![&b"a"[..]]);
+        assert_eq!(names(&mut pipeline), ["GET", "PING"]);
+        assert!(matches!(pipeline.next_step(), Next::NeedsInput));
+        assert_eq!(&input[..], b"*2\r\n$3\r\nGET\r\n$1", "the partial request stays in the input");
+    }
+
+    #[test]
+    fn the_look_ahead_is_bounded_and_asks_to_parse_more() {
+        let mut input = BytesMut::from("PING\r\n".repeat(PREFETCH_AHEAD_MAX + 3).as_bytes());
+        let mut pipeline = Pipeline::default();
+        pipeline.parse_ahead(&mut input, &limits());
+        assert_eq!(names(&mut pipeline).len(), PREFETCH_AHEAD_MAX);
+        assert!(matches!(pipeline.next_step(), Next::ParseMore), "more complete requests are buffered");
+        pipeline.parse_ahead(&mut input, &limits());
+        assert_eq!(names(&mut pipeline).len(), 3);
+        assert!(matches!(pipeline.next_step(), Next::NeedsInput));
+    }
+
+    #[test]
+    fn a_malformed_request_is_reported_after_the_requests_before_it() {
+        let mut input = BytesMut::from(&b"PING\r\n*1\r\n$x\r\n"[..]);
+        let mut pipeline = Pipeline::default();
+        assert!(!pipeline.parse_ahead(&mut input, &limits()), "one request: nothing to prefetch");
+        assert!(matches!(pipeline.next_step(), Next::Request(_)));
+        assert!(matches!(pipeline.next_step(), Next::Malformed(_)));
+    }
+
+    #[test]
+    fn nothing_new_is_parsed_until_the_look_ahead_has_run() {
+        let mut input = BytesMut::from(&b"PING\r\nPING\r\n"[..]);
+        let mut pipeline = Pipeline::default();
+        assert!(pipeline.parse_ahead(&mut input, &limits()));
+        input.extend_from_slice(b"ECHO\r\n");
+        assert!(!pipeline.parse_ahead(&mut input, &limits()));
+        assert_eq!(names(&mut pipeline), ["PING", "PING"]);
+        pipeline.parse_ahead(&mut input, &limits());
+        assert_eq!(names(&mut pipeline), ["ECHO"]);
+    }
+}
