@@ -81,7 +81,7 @@ async fn serve(
         client.last_command_ms.store(client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
         // Run every complete request already buffered, bounded by the reply buffer and by
         // the log's backlog (a pipeline of large writes waits for the disk between batches).
-        parse_ahead(&mut pipeline, &mut input, &limits, shared);
+        parse_ahead(&mut pipeline, &mut input, &limits, shared, session);
         while output.len() < limits::REPLY_BUFFER_BYTES_SOFT_MAX
             && shared.db.log_backlog_bytes() < limits::LOG_BACKLOG_BYTES_SOFT_MAX
         {
@@ -102,7 +102,7 @@ async fn serve(
                     needs_input = true;
                     break;
                 }
-                Next::ParseMore => parse_ahead(&mut pipeline, &mut input, &limits, shared),
+                Next::ParseMore => parse_ahead(&mut pipeline, &mut input, &limits, shared, session),
                 Next::Malformed(error) => {
                     Frame::error(format!("ERR {error}")).encode(session.protocol, &mut output);
                     close = Some(Closed::Protocol(error.to_string()));
@@ -185,9 +185,16 @@ async fn serve(
     }
 }
 
-/// Parses the next buffered requests and prefetches their keys together.
-fn parse_ahead(pipeline: &mut Pipeline, input: &mut BytesMut, limits: &tandem_resp::Limits, shared: &Shared) {
-    if pipeline.parse_ahead(input, limits) {
+/// Parses the next buffered requests and prefetches their keys together. Not before
+/// `AUTH`: a client that may not read the keyspace does not get to time lookups in it.
+fn parse_ahead(
+    pipeline: &mut Pipeline,
+    input: &mut BytesMut,
+    limits: &tandem_resp::Limits,
+    shared: &Shared,
+    session: &Session,
+) {
+    if pipeline.parse_ahead(input, limits) && session.is_authenticated() {
         shared.db.prefetch(pipeline.first_keys());
     }
 }

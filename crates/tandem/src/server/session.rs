@@ -120,6 +120,11 @@ impl Session {
         Some((index, spec))
     }
 
+    /// Whether this client may run data commands (no password, or `AUTH` passed).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
     /// Whether this connection has any subscription (RESP2 restricts it then).
     pub fn is_subscribed(&self) -> bool {
         !self.channels.is_empty() || !self.patterns.is_empty()
