@@ -256,14 +256,20 @@ impl Database {
 
     /// Waits until a reply with this ticket may be sent.
     pub async fn acknowledge(&self, ticket: LogIndex) {
+        self.write_soon();
+        match self.fsync {
+            FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
+            _ => self.progress.wait_written(ticket).await,
+        }
+    }
+
+    /// Has the pending records written: at once by the caller when early writes are on and
+    /// enough are pending, otherwise by the flusher task at the end of the event loop's turn.
+    pub fn write_soon(&self) {
         if self.early_writes.load(Ordering::Relaxed) && self.log.pending_bytes() >= limits::LOG_EARLY_WRITE_BYTES {
             self.log.write_pending();
         } else {
             self.flush_wanted.notify_one();
-        }
-        match self.fsync {
-            FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
-            _ => self.progress.wait_written(ticket).await,
         }
     }
 

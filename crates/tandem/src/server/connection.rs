@@ -115,10 +115,11 @@ async fn serve(
             ticket = ticket.max(Some(shared.db.last_index()));
         }
         if let Some(ticket) = ticket {
-            if !shared.db.is_acknowledged(ticket) {
-                shared.db.acknowledge(ticket).await;
-            }
             if shared.replication.must_wait(ticket) {
+                // The standby's acknowledgement usually comes after the local fsync: waiting for
+                // it first wakes this task once, not twice. The records must be written to be
+                // shipped, so that is asked for first.
+                shared.db.write_soon();
                 // sync: until the standby persisted the ticket, however long (a client that gives
                 // up sees a timeout, an unknown outcome); killable and stopped by shutdown.
                 tokio::select! {
@@ -126,6 +127,9 @@ async fn serve(
                     _ = session.client.kill_signal.notified() => return Closed::Killed,
                     _ = shutdown.wait_for(|stop| *stop) => return Closed::Shutdown,
                 }
+            }
+            if !shared.db.is_acknowledged(ticket) {
+                shared.db.acknowledge(ticket).await;
             }
         }
         if !output.is_empty() {
