@@ -87,6 +87,10 @@ impl Entry {
     }
 }
 
+/// The most one entry adds to an encoded manifest, for the file names this
+/// archive writes (a test checks it with every field at its largest).
+pub const ENTRY_ENCODED_BYTES_MAX: u64 = 1024;
+
 /// The list of archived files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -120,6 +124,11 @@ impl Manifest {
     /// The index the next archived record must have to continue the archived log.
     pub fn next_segment_index(&self) -> Option<u64> {
         self.segments.last().map(|segment| segment.last_index + 1)
+    }
+
+    /// How many files it names.
+    pub fn entries(&self) -> usize {
+        self.checkpoints.len() + self.segments.len()
     }
 
     /// The highest archived checkpoint id (0 if none).
@@ -274,6 +283,35 @@ mod tests {
             checkpoint: None,
         });
         manifest
+    }
+
+    #[test]
+    fn an_entry_adds_at_most_its_bound_to_the_encoded_manifest() {
+        use crate::checkpoint::file::file_name;
+        use crate::checkpoint::format::Kind;
+        let largest = |kind, name: String, checkpoint| Entry {
+            kind,
+            name,
+            first_index: u64::MAX,
+            last_index: u64::MAX,
+            first_time_unix_ms: u64::MAX,
+            last_time_unix_ms: u64::MAX,
+            bytes: u64::MAX,
+            crc32c: u32::MAX,
+            last_record_crc32c: Some(u32::MAX),
+            checkpoint,
+        };
+        let info = CheckpointInfo { id: u64::MAX, level: "incremental".into(), base_id: Some(u64::MAX) };
+        let segment = format!("segments/{}", crate::archive::segment::file_name(u64::MAX, u64::MAX));
+        let checkpoint = format!("checkpoints/{}", file_name(u64::MAX, Kind::Incremental));
+        let mut manifest = sample();
+        let before = encode(&manifest).len() as u64;
+        manifest.segments.push(largest(FileKind::Segment, segment, None));
+        let one = encode(&manifest).len() as u64;
+        manifest.checkpoints.push(largest(FileKind::Checkpoint, checkpoint, Some(info)));
+        let two = encode(&manifest).len() as u64;
+        assert!(one - before <= ENTRY_ENCODED_BYTES_MAX, "a segment entry adds {}", one - before);
+        assert!(two - one <= ENTRY_ENCODED_BYTES_MAX, "a checkpoint entry adds {}", two - one);
     }
 
     #[test]

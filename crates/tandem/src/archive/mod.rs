@@ -181,12 +181,32 @@ pub fn read_whole(file: &File) -> std::io::Result<Vec<u8>> {
 /// manifest naming the files written is written last, beside the previous one, and must fit.
 const MANIFEST_ROOM_MARGIN: u64 = 64 * 1024;
 
+/// An upper bound of a manifest's encoded size while a pass adds entries to it, from one
+/// encoding at the pass's start (rather than one before each file it writes).
+pub struct ManifestSize {
+    encoded: u64,
+    entries: usize,
+}
+
+impl ManifestSize {
+    /// The size of `manifest` as it is.
+    pub fn of(manifest: &Manifest) -> ManifestSize {
+        ManifestSize { encoded: manifest::encode(manifest).len() as u64, entries: manifest.entries() }
+    }
+
+    /// At most the encoded size of `grown`: the measured manifest with entries added.
+    pub fn bound(&self, grown: &Manifest) -> u64 {
+        let added = grown.entries().saturating_sub(self.entries) as u64;
+        self.encoded + added * manifest::ENTRY_ENCODED_BYTES_MAX
+    }
+}
+
 /// Refuses to write a `bytes`-byte file into `dir` unless the manifest that will name it
-/// still fits after it. Without this a nearly full disk took every file a pass wrote, the
-/// manifest could not be written, the files were removed again, and the next pass did
-/// the same: nothing was ever recorded.
-pub fn ensure_room(dir: &Path, manifest: &Manifest, bytes: u64) -> anyhow::Result<()> {
-    let needed = bytes + 2 * manifest::encode(manifest).len() as u64 + MANIFEST_ROOM_MARGIN;
+/// (`manifest_bytes` now) still fits after it. Without this a nearly full disk took every
+/// file a pass wrote, the manifest could not be written, the files were removed again, and
+/// the next pass did the same: nothing was ever recorded.
+pub fn ensure_room(dir: &Path, manifest_bytes: u64, bytes: u64) -> anyhow::Result<()> {
+    let needed = bytes + 2 * manifest_bytes + MANIFEST_ROOM_MARGIN;
     let free = free_bytes(dir)?;
     anyhow::ensure!(
         free >= needed,
@@ -283,11 +303,11 @@ mod tests {
     #[test]
     fn a_file_is_refused_when_the_manifest_would_not_fit_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let manifest = Manifest::empty(1);
+        let manifest = ManifestSize::of(&Manifest::empty(1)).bound(&Manifest::empty(1));
         let free = free_bytes(dir.path()).unwrap();
         assert!(free > MANIFEST_ROOM_MARGIN, "the test needs a little free space");
-        ensure_room(dir.path(), &manifest, 0).expect("an empty file and the manifest fit");
-        let error = ensure_room(dir.path(), &manifest, free).unwrap_err().to_string();
+        ensure_room(dir.path(), manifest, 0).expect("an empty file and the manifest fit");
+        let error = ensure_room(dir.path(), manifest, free).unwrap_err().to_string();
         assert!(error.contains("the archive's disk is full"), "{error}");
         let error = free_bytes(&dir.path().join("missing")).unwrap_err().to_string();
         assert!(error.contains("statvfs"), "{error}");

@@ -161,8 +161,9 @@ impl Shipper {
         // Files completed before an error are still recorded: a full disk keeps what fitted.
         // A checkpoint that cannot be copied does not hold the records back (they are the
         // recovery point), and the other way round.
-        let checkpoints = self.ship_checkpoints(&mut next);
-        let shipped = self.ship_records(&mut next, durable, &mut superseded).and(checkpoints);
+        let size = super::ManifestSize::of(&on_disk);
+        let checkpoints = self.ship_checkpoints(&mut next, &size);
+        let shipped = self.ship_records(&mut next, &size, durable, &mut superseded).and(checkpoints);
         let expired = if shipped.is_ok() { retain(&mut next, self.config.retain_full) } else { Vec::new() };
         if next != on_disk {
             next.sort();
@@ -213,7 +214,7 @@ impl Shipper {
     }
 
     /// Copies every checkpoint newer than the archived ones (see the module docs).
-    fn ship_checkpoints(&self, manifest: &mut Manifest) -> anyhow::Result<()> {
+    fn ship_checkpoints(&self, manifest: &mut Manifest, size: &super::ManifestSize) -> anyhow::Result<()> {
         let listed = checkpoint::file::list(&checkpoint::file::directory(&self.data_dir))?;
         let newest_full = listed.iter().rev().find(|listed| listed.kind == Kind::Full).map(|listed| listed.id);
         for candidate in listed {
@@ -225,10 +226,10 @@ impl Shipper {
             }
             let name = format!("{CHECKPOINTS_DIRECTORY}/{}", checkpoint::file::file_name(candidate.id, candidate.kind));
             let destination = self.config.dir.join(&name);
-            let Ok(size) = fs::metadata(&candidate.path).map(|metadata| metadata.len()) else {
+            let Ok(file_bytes) = fs::metadata(&candidate.path).map(|metadata| metadata.len()) else {
                 continue; // retention removed it since the listing: a newer one replaces it
             };
-            super::ensure_room(&self.config.dir, manifest, size)?;
+            super::ensure_room(&self.config.dir, size.bound(manifest), file_bytes)?;
             let (bytes, crc32c) = match super::copy_durably(&candidate.path, &destination) {
                 Ok(copied) => copied,
                 // Retention removed it since the listing: a newer one replaces it.
@@ -268,6 +269,7 @@ impl Shipper {
     fn ship_records(
         &mut self,
         manifest: &mut Manifest,
+        size: &super::ManifestSize,
         durable: u64,
         superseded: &mut Vec<String>,
     ) -> anyhow::Result<()> {
@@ -304,7 +306,7 @@ impl Shipper {
                 (first_index, first_time) = (old.first_index, old.first_time_unix_ms);
             }
             let name = format!("{SEGMENTS_DIRECTORY}/{}", segment::file_name(first_index, last_index));
-            super::ensure_room(&self.config.dir, manifest, bytes.len() as u64)?;
+            super::ensure_room(&self.config.dir, size.bound(manifest), bytes.len() as u64)?;
             let crc32c = super::write_durably(&self.config.dir.join(&name), &bytes)?;
             // Only now, with its replacement durable, may the old file leave the manifest.
             if let Some(old) = replaced {
