@@ -24,8 +24,9 @@
 //!   gratuitous ARP), role-change reactions, switchover, the witness.
 //! * [`db`] — the keyspace lock and the log together: execute a command or an
 //!   `EXEC` as one record, and the durability ticket a reply waits for.
-//! * [`server`] — accept loop, one task per connection, sessions (auth,
-//!   MULTI, pub/sub), client registry, `INFO`/`CONFIG`.
+//! * [`server`] — accept loop, one task per connection (which parses a
+//!   pipeline ahead and prefetches its keys), sessions (auth, MULTI, pub/sub),
+//!   client registry, `INFO`/`CONFIG`.
 //! * [`sentinel`] — a Redis-Sentinel-compatible discovery endpoint: the active's
 //!   address from the control state, `+switch-master` on failover.
 //! * [`admin`] — `/metrics`, `/health`, `/status`, `POST /switchover|/promote` over
