@@ -85,6 +85,8 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn limits() -> Limits {
@@ -141,5 +143,62 @@ mod tests {
         assert_eq!(names(&mut pipeline), ["PING", "PING"]);
         pipeline.parse_ahead(&mut input, &limits());
         assert_eq!(names(&mut pipeline), ["ECHO"]);
+    }
+
+    /// Feeds `wire` in chunks of the given sizes, running the pipeline as a connection
+    /// does between reads; returns the requests in the order they came out.
+    fn run_in_chunks(wire: &[u8], chunks: &[usize]) -> Vec<Vec<Bytes>> {
+        let (mut input, mut pipeline, mut got) = (BytesMut::new(), Pipeline::default(), Vec::new());
+        let mut offset = 0;
+        for chunk in chunks.iter().cycle() {
+            pipeline.parse_ahead(&mut input, &limits());
+            loop {
+                match pipeline.next_step() {
+                    Next::Request(args) => got.push(args),
+                    Next::ParseMore => {
+                        pipeline.parse_ahead(&mut input, &limits());
+                    }
+                    Next::NeedsInput => break,
+                    Next::Malformed(error) => panic!("{error}"),
+                }
+            }
+            if offset == wire.len() {
+                return got;
+            }
+            let end = (offset + chunk).min(wire.len());
+            input.extend_from_slice(&wire[offset..end]);
+            offset = end;
+        }
+        unreachable!("the chunk sizes cycle forever")
+    }
+
+    proptest! {
+        /// However the bytes arrive, and whatever the look-ahead bound cuts, the requests
+        /// come out whole, once each, in the order they were sent.
+        #[test]
+        fn requests_come_out_in_order_whatever_the_chunks(
+            requests in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec("[a-z0-9]{1,6}", 1..5)), 0..200),
+            chunks in proptest::collection::vec(prop_oneof![1usize..80, 1000usize..5000], 1..20),
+        ) {
+            let mut wire = Vec::new();
+            for (inline, args) in &requests {
+                if *inline {
+                    wire.extend_from_slice(args.join(" ").as_bytes());
+                    wire.extend_from_slice(b"\r\n");
+                } else {
+                    wire.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                    for arg in args {
+                        wire.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+                    }
+                }
+            }
+            let got: Vec<Vec<String>> = run_in_chunks(&wire, &chunks)
+                .iter()
+                .map(|args| args.iter().map(|arg| String::from_utf8_lossy(arg).into_owned()).collect())
+                .collect();
+            let sent: Vec<Vec<String>> = requests.into_iter().map(|(_, args)| args).collect();
+            prop_assert_eq!(got, sent);
+        }
     }
 }
