@@ -303,7 +303,8 @@ mod tests {
     #[test]
     fn a_file_is_refused_when_the_manifest_would_not_fit_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let manifest = ManifestSize::of(&Manifest::empty(1)).bound(&Manifest::empty(1));
+        let empty = Manifest::empty(1);
+        let manifest = ManifestSize::of(&empty).bound(&empty);
         let free = free_bytes(dir.path()).unwrap();
         assert!(free > MANIFEST_ROOM_MARGIN, "the test needs a little free space");
         ensure_room(dir.path(), manifest, 0).expect("an empty file and the manifest fit");
