@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! * a `Frame::Record` is returned only if its body matches its checksum;
-//! * no allocation is sized by an unverified length beyond what the file actually holds.
+//! * no allocation is sized by an unverified length beyond what the file actually holds;
+//! * a frame is judged anything but intact only on bytes read from the file for that
+//!   judgement: the newest segment may be preallocated, so a window read earlier can hold
+//!   zeros where the writer has since written records.
 
 use std::fs::File;
 use std::io;
@@ -18,6 +21,11 @@ use crate::types::Record;
 
 /// How much a cursor reads at once.
 const WINDOW_BYTES: usize = 1024 * 1024;
+/// How much a cursor reads when it looks again at a frame its window did not show intact:
+/// in a preallocated segment a full window would mostly be zeros read for nothing.
+const RECHECK_WINDOW_BYTES: usize = 64 * 1024;
+/// How far the search for intact frames looks ahead for a run of zeros to skip.
+const ZERO_RUN_LOOK_BYTES: usize = 4096;
 
 /// What lies at an offset of a segment; `R` is what is decoded from an
 /// intact body (the whole record, or only its index for a scan).
@@ -27,6 +35,9 @@ pub(crate) enum Frame<R = Record> {
     Record(R, u64),
     /// The file ends exactly here.
     End,
+    /// A zero frame header: space preallocated for records not written (yet). The end of
+    /// the log if every later byte of the file is zero too (see `zeros_to_end`).
+    Unwritten,
     /// The file ends inside a frame whose declared length is plausible.
     Incomplete,
     /// The bytes here cannot be a frame.
@@ -54,9 +65,14 @@ impl SegmentCursor {
             let start = (offset - self.window_offset) as usize;
             return Ok(&self.window[start..start + length]);
         }
+        self.fill(offset, length, WINDOW_BYTES)
+    }
+
+    /// Reads the window afresh at `offset`, at least `length` bytes and about `window_bytes`.
+    fn fill(&mut self, offset: u64, length: usize, window_bytes: usize) -> io::Result<&[u8]> {
         let file_bytes = self.file.metadata()?.len();
         let available = file_bytes.saturating_sub(offset);
-        let wanted = (length.max(WINDOW_BYTES) as u64).min(available) as usize;
+        let wanted = (length.max(window_bytes) as u64).min(available) as usize;
         if self.window.capacity() > 4 * WINDOW_BYTES && wanted <= WINDOW_BYTES {
             // A huge record passed; do not keep its memory for the rest of the scan.
             self.window = Vec::new();
@@ -74,6 +90,25 @@ impl SegmentCursor {
         Ok(self.file.metadata()?.len())
     }
 
+    /// True if every byte from `offset` to the end of the file is zero (unwritten space).
+    pub(crate) fn zeros_to_end(&mut self, offset: u64) -> io::Result<bool> {
+        let file_bytes = self.file_bytes()?;
+        let mut position = offset;
+        while position < file_bytes {
+            let length = ((file_bytes - position) as usize).min(WINDOW_BYTES);
+            let bytes = self.fill(position, length, length)?;
+            if bytes.is_empty() {
+                // The file shrank meanwhile: what is left of it was checked.
+                return Ok(true);
+            }
+            if bytes.iter().any(|&byte| byte != 0) {
+                return Ok(false);
+            }
+            position += bytes.len() as u64;
+        }
+        Ok(true)
+    }
+
     /// Reads the frame at `offset`, verifying its length bound and checksum.
     pub(crate) fn read_frame(&mut self, offset: u64, record_bytes_max: u32) -> io::Result<Frame> {
         self.check_frame(offset, record_bytes_max, decode_body)
@@ -85,11 +120,27 @@ impl SegmentCursor {
         self.check_frame(offset, record_bytes_max, body_index)
     }
 
+    /// Checks the frame at `offset` in the window; a frame that is not intact there is looked
+    /// at again in bytes read now, since the window may predate a write into preallocated space.
     fn check_frame<R>(
         &mut self,
         offset: u64,
         record_bytes_max: u32,
-        decode: impl FnOnce(&[u8]) -> R,
+        decode: impl Fn(&[u8]) -> R,
+    ) -> io::Result<Frame<R>> {
+        let frame = self.check_frame_in_window(offset, record_bytes_max, &decode)?;
+        if matches!(frame, Frame::Record(..)) {
+            return Ok(frame);
+        }
+        self.fill(offset, FRAME_HEADER_BYTES, RECHECK_WINDOW_BYTES)?;
+        self.check_frame_in_window(offset, record_bytes_max, &decode)
+    }
+
+    fn check_frame_in_window<R>(
+        &mut self,
+        offset: u64,
+        record_bytes_max: u32,
+        decode: &impl Fn(&[u8]) -> R,
     ) -> io::Result<Frame<R>> {
         let header = self.bytes_at(offset, FRAME_HEADER_BYTES)?;
         if header.is_empty() {
@@ -97,6 +148,9 @@ impl SegmentCursor {
         }
         if header.len() < FRAME_HEADER_BYTES {
             return Ok(Frame::Incomplete);
+        }
+        if header.iter().all(|&byte| byte == 0) {
+            return Ok(Frame::Unwritten);
         }
         let header = decode_frame_header(header);
         let plausible = BODY_FIXED_BYTES as u32..=body_bytes_max(record_bytes_max);
@@ -131,6 +185,14 @@ impl SegmentCursor {
         let plausible = BODY_FIXED_BYTES as u32..=body_bytes_max(record_bytes_max);
         let mut offset = from;
         while offset + FRAME_BYTES_MIN as u64 <= end {
+            // No frame starts at four zero bytes (a body is at least BODY_FIXED_BYTES long):
+            // step over runs of zeros, such as preallocated space after a torn write.
+            let look = self.bytes_at(offset, ZERO_RUN_LOOK_BYTES.min((end - offset) as usize))?;
+            let zeros = look.iter().take_while(|&&byte| byte == 0).count();
+            if zeros >= 4 {
+                offset += (zeros - 3) as u64;
+                continue;
+            }
             let probe = self.bytes_at(offset, probe_bytes)?;
             if probe.len() < probe_bytes {
                 return Ok(None);

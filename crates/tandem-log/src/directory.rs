@@ -6,12 +6,13 @@
 //! * at most one process modifies a log directory at a time (an `flock` on `LOCK`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::LogError;
 use crate::format::{encode_segment_header, parse_segment_file_name, segment_file_name, TEMPORARY_SUFFIX};
+use crate::preallocate::PREPARED_FILE_PREFIX;
 
 /// Name of the lock file inside the log directory.
 const LOCK_FILE_NAME: &str = "LOCK";
@@ -41,7 +42,8 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, LogError> {
     Ok(segments)
 }
 
-/// Deletes segments that were being created when the process stopped.
+/// Deletes segments that were being created when the process stopped, and files prepared
+/// for segments that never used them.
 pub(crate) fn remove_temporary_files(dir: &Path) -> Result<usize, LogError> {
     let entries = fs::read_dir(dir).map_err(|error| LogError::io("read directory", dir, error))?;
     let mut removed = 0;
@@ -51,7 +53,11 @@ pub(crate) fn remove_temporary_files(dir: &Path) -> Result<usize, LogError> {
         if is_temporary {
             let path = entry.path();
             fs::remove_file(&path).map_err(|error| LogError::io("remove", &path, error))?;
-            tracing::info!(file = %path.display(), "removed an unfinished log segment");
+            if entry.file_name().to_str().is_some_and(|name| name.starts_with(PREPARED_FILE_PREFIX)) {
+                tracing::debug!(file = %path.display(), "removed a preallocated file no segment used");
+            } else {
+                tracing::info!(file = %path.display(), "removed an unfinished log segment");
+            }
             removed += 1;
         }
     }
@@ -101,21 +107,35 @@ pub(crate) fn create_segment(
     first_index: u64,
     files: &dyn FileOperations,
 ) -> Result<(File, PathBuf), LogError> {
-    let path = dir.join(segment_file_name(first_index));
-    let temporary = path.with_extension("log.tmp");
-    let mut file = OpenOptions::new()
+    let temporary = dir.join(segment_file_name(first_index)).with_extension("log.tmp");
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temporary)
         .map_err(|error| LogError::io("create", &temporary, error))?;
+    install_segment(dir, first_index, file, &temporary, files)
+}
+
+/// Makes the temporary file `temporary` (new, or preallocated zeros) the segment that starts
+/// at `first_index`: header written at its start and fdatasynced, renamed, directory
+/// fsynced. Returns it open for writing after the header.
+pub(crate) fn install_segment(
+    dir: &Path,
+    first_index: u64,
+    mut file: File,
+    temporary: &Path,
+    files: &dyn FileOperations,
+) -> Result<(File, PathBuf), LogError> {
+    let path = dir.join(segment_file_name(first_index));
+    file.seek(SeekFrom::Start(0)).map_err(|error| LogError::io("seek", temporary, error))?;
     files
         .write_all(&mut file, &encode_segment_header(first_index))
-        .map_err(|error| LogError::io("write segment header", &temporary, error))?;
-    files.sync_data(&file).map_err(|error| LogError::io("fdatasync", &temporary, error))?;
+        .map_err(|error| LogError::io("write segment header", temporary, error))?;
+    files.sync_data(&file).map_err(|error| LogError::io("fdatasync", temporary, error))?;
     // The writer never rolls an empty segment, so a segment with this name cannot exist.
     assert!(!path.exists(), "segment {} already exists", path.display());
-    fs::rename(&temporary, &path).map_err(|error| LogError::io("rename", &temporary, error))?;
+    fs::rename(temporary, &path).map_err(|error| LogError::io("rename", temporary, error))?;
     files.sync_directory(dir).map_err(|error| LogError::io("fsync directory", dir, error))?;
     Ok((file, path))
 }

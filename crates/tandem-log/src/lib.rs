@@ -18,6 +18,7 @@
 //! * `scan`        — validating a whole directory; the torn-tail rule
 //! * `recovery`    — `recover` at startup
 //! * `maintenance` — `check`, `repair`, `remove_segments_before`, `remove_all_segments`
+//! * `preallocate` — zero-filled files for the next segments, prepared in the background
 //! * `reader`      — `read_from`: streaming records, also from a live log
 //! * `writer`      — `Log`: append, the writer thread, group commit, fatal errors
 //! * `progress`    — `Progress`: written/durable indexes and async waits
@@ -40,6 +41,7 @@ mod directory;
 mod error;
 mod format;
 mod maintenance;
+mod preallocate;
 mod progress;
 mod reader;
 mod recovery;

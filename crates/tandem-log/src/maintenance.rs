@@ -311,7 +311,7 @@ pub fn truncate_after(dir: &Path, index: LogIndex, options: &LogOptions) -> Resu
                     offset += bytes;
                 }
                 // The log ends at or before `index` (a torn tail is for `recover` to judge).
-                Frame::End | Frame::Incomplete | Frame::Invalid(_) => break,
+                Frame::End | Frame::Unwritten | Frame::Incomplete | Frame::Invalid(_) => break,
             }
         }
     }

@@ -7,7 +7,10 @@
 //!
 //! On a live log the reader stops at the end of what was written when it got there (an
 //! unfinished frame at the end of the newest segment is the writer's current write, not
-//! damage); a new reader continues from `LogReader::next_index`.
+//! damage; so are zeros, preallocated space the writer has not reached); a new reader
+//! continues from `LogReader::next_index`. A reader of a live log must not ask for records
+//! past the writer's published `written` index: in preallocated space a frame being written
+//! can show a header before its body, which reads as damage.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -127,7 +130,7 @@ impl LogReader {
                     return Ok(Some(record));
                 }
                 Frame::Invalid(reason) => return Err(corrupt(&segment.path, offset, reason)),
-                Frame::End | Frame::Incomplete => {
+                Frame::End | Frame::Unwritten | Frame::Incomplete => {
                     if !self.advance()? {
                         return Ok(None);
                     }
@@ -156,7 +159,9 @@ impl LogReader {
             Frame::Record(..) => Ok(true),
             Frame::Invalid(reason) => Err(corrupt(&segment.path, segment.offset, reason)),
             Frame::Incomplete => Err(corrupt(&segment.path, segment.offset, Corruption::TruncatedRecord)),
-            Frame::End => {
+            // The writer cuts a segment's preallocated space off before it starts the next, so
+            // zeros here are only ever left by a crash in between: nothing more to read.
+            Frame::End | Frame::Unwritten => {
                 let opened = open_segment(&later)?;
                 if opened.first_index != self.next_index {
                     let reason = Corruption::SegmentGap { expected: self.next_index, found: opened.first_index };

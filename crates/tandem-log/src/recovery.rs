@@ -50,6 +50,9 @@ pub(crate) struct TailSegment {
     pub first_index: u64,
     /// File length after any truncation.
     pub file_bytes: u64,
+    /// Where its records end: the next record is written here (before `file_bytes` when the
+    /// rest is preallocated zeros).
+    pub valid_bytes: u64,
 }
 
 /// Validates the log in `dir` (creating it if missing), drops a torn tail, and fsyncs.
@@ -78,6 +81,7 @@ pub fn recover(dir: &Path, options: &LogOptions) -> Result<Recovery, LogError> {
         (Some(segment), Some(scanned)) => Some(TailSegment {
             first_index: segment.first_index,
             file_bytes: scanned.file_bytes - torn_tail_bytes_dropped,
+            valid_bytes: scanned.valid_bytes,
         }),
         _ => None,
     };

@@ -10,6 +10,9 @@
 //! the middle of the log (bit rot, a misdirected write), and that is reported as corruption
 //! for an operator to repair. Damage anywhere else (a header, a segment that is not the last,
 //! a gap between segments, an intact record with the wrong index) is always corruption.
+//!
+//! Zeros are not damage when nothing but zeros follows them: that is space the writer
+//! preallocated and has not reached (see `preallocate`). A segment's records end there.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,8 @@ pub(crate) struct LogScan {
 pub(crate) struct ScannedSegment {
     /// Intact records in the valid prefix.
     pub records: u64,
-    /// Bytes of header and intact records (0 if the header itself is bad).
+    /// Bytes of header and intact records (0 if the header itself is bad); where the next
+    /// record goes, before any preallocated zeros that follow.
     pub valid_bytes: u64,
     /// Length of the file.
     pub file_bytes: u64,
@@ -137,6 +141,12 @@ fn scan_segment(
                 offset += frame_bytes;
             }
             Frame::End => return Ok((valid, None)),
+            Frame::Unwritten => {
+                if cursor.zeros_to_end(offset).map_err(read_error)? {
+                    return Ok((valid, None));
+                }
+                break Corruption::RecordLengthOutOfBounds { body_bytes: 0 };
+            }
             Frame::Incomplete => break Corruption::TruncatedRecord,
             Frame::Invalid(reason) => break reason,
         }
@@ -218,7 +228,7 @@ fn count_in_segment(
                     offset += frame_bytes;
                 }
                 Frame::End => return Ok(counted),
-                Frame::Incomplete | Frame::Invalid(_) => break,
+                Frame::Unwritten | Frame::Incomplete | Frame::Invalid(_) => break,
             }
         }
         search_from = offset + 1;

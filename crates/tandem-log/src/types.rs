@@ -131,6 +131,10 @@ pub struct LogOptions {
     pub record_bytes_max: u32,
     /// When the writer fsyncs.
     pub fsync: FsyncPolicy,
+    /// Write segments into zero-filled files prepared in the background, so that an
+    /// fdatasync flushes data only, not the file's growing size (see `preallocate`). Only the
+    /// writer uses it; readers accept logs written either way.
+    pub preallocate: bool,
 }
 
 impl Default for LogOptions {
@@ -139,6 +143,7 @@ impl Default for LogOptions {
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             fsync: FsyncPolicy::default(),
+            preallocate: true,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! * log order == append order: an index is assigned and its frame appended under one lock;
 //! * the pending buffer holds only whole frames, also if a payload closure fails or panics;
 //! * a record is never split across segments, and only the last segment is ever written;
-//! * a segment is fdatasynced before the next one is created;
+//! * a segment is fdatasynced before the next one is created, and cut to its records first
+//!   if it was preallocated: only the newest segment ever ends in zeros (`preallocate`);
 //! * a failed write or fsync is fatal: never retried, never published; the writer stops.
 
 use std::convert::Infallible;
@@ -22,14 +23,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::directory::{create_segment, list_segments, DirectoryLock, FileOperations, SegmentFile, SystemFiles};
+use crate::directory::{
+    create_segment, install_segment, list_segments, DirectoryLock, FileOperations, SegmentFile, SystemFiles,
+};
 use crate::error::LogError;
 use crate::format::{
     begin_frame, body_index, decode_frame_header, finish_frame, FRAME_BYTES_MIN, FRAME_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
 };
+use crate::preallocate::{self, Preallocator};
 use crate::progress::{Progress, ProgressState};
-use crate::recovery::Recovery;
+use crate::recovery::{Recovery, TailSegment};
 use crate::types::{Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId, Record};
 
 /// How often `FsyncPolicy::EverySecond` fsyncs, and how long the idle writer sleeps.
@@ -63,6 +67,9 @@ pub struct WriterCounters {
     pub bytes_written: u64,
     /// Segments created (including the first one of an empty log).
     pub segments_created: u64,
+    /// Segments written in preallocated, zero-filled space: those that started in a prepared
+    /// file, and the one the log continued at open if it was given zeros then.
+    pub segments_preallocated: u64,
 }
 
 /// State shared by the appenders and the writer thread.
@@ -80,6 +87,7 @@ struct Shared {
     syncs: AtomicU64,
     bytes_written: AtomicU64,
     segments_created: AtomicU64,
+    segments_preallocated: AtomicU64,
     /// Told the duration of each fdatasync; set by `observe_syncs`.
     sync_observer: Mutex<Option<SyncObserver>>,
     /// Appends do not wake the writer thread (see `Log::set_inline_writes`).
@@ -160,12 +168,12 @@ impl Log {
             (None, Some(segment)) => segment.first_index,
             (None, None) => recovery.empty_log_first_index,
         };
-        let (segment, created) = match segments.last() {
-            Some(segment) => (open_active_segment(segment)?, false),
-            None => {
+        let (segment, created) = match (segments.last(), recovery.tail) {
+            (Some(segment), Some(tail)) => (open_active_segment(segment, tail)?, false),
+            _ => {
                 let (file, path) = create_segment(dir, next_index, files.as_ref())?;
                 let bytes = SEGMENT_HEADER_BYTES as u64;
-                (ActiveSegment { file, path, bytes }, true)
+                (ActiveSegment { file, path, bytes, preallocated: 0 }, true)
             }
         };
         let shared = Arc::new(Shared {
@@ -178,16 +186,31 @@ impl Log {
             syncs: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             segments_created: AtomicU64::new(u64::from(created)),
+            segments_preallocated: AtomicU64::new(0),
             sync_observer: Mutex::new(None),
             inline_writes: AtomicBool::new(false),
             on_fatal,
         });
+        let mut segment = segment;
+        let preallocator = if options.preallocate {
+            give_zeros(&mut segment, options.segment_bytes_max, &shared);
+            match Preallocator::start(dir, options.segment_bytes_max) {
+                Ok(preallocator) => Some(preallocator),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the log's preallocation thread; segments grow by appending");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let writer = Arc::new(Mutex::new(Writer {
             shared: Arc::clone(&shared),
             dir: dir.to_path_buf(),
             options: options.clone(),
             files: Arc::from(files),
             segment,
+            preallocator,
             batch: Vec::new(),
             written: next_index - 1,
             durable: next_index - 1,
@@ -395,6 +418,7 @@ impl Log {
             syncs: shared.syncs.load(Ordering::Relaxed),
             bytes_written: shared.bytes_written.load(Ordering::Relaxed),
             segments_created: shared.segments_created.load(Ordering::Relaxed),
+            segments_preallocated: shared.segments_preallocated.load(Ordering::Relaxed),
         }
     }
 
@@ -498,20 +522,49 @@ fn check_unchanged_since_recovery(dir: &Path, segments: &[SegmentFile], recovery
     Ok(())
 }
 
-/// Opens the last segment for appending at its end.
-fn open_active_segment(segment: &SegmentFile) -> Result<ActiveSegment, LogError> {
+/// Gives the segment a log continues `preallocate::FIRST_BYTES` of zeros after its records
+/// (at most up to the segment size), unless it has zeros already (a crash left them). Best
+/// effort: without them the writer appends, as it would without preallocation.
+fn give_zeros(segment: &mut ActiveSegment, segment_bytes_max: u64, shared: &Shared) {
+    let to = (segment.bytes + preallocate::FIRST_BYTES).min(segment_bytes_max);
+    if segment.preallocated > segment.bytes {
+        shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if to <= segment.bytes {
+        return;
+    }
+    match preallocate::extend_with_zeros(&segment.file, segment.bytes, to) {
+        Ok(()) => {
+            segment.preallocated = to;
+            shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) => {
+            tracing::warn!(file = %segment.path.display(), %error, "cannot preallocate space in the log segment");
+            // Zeros written before the failure would be harmless, but a clean file is simpler.
+            let _ = segment.file.set_len(segment.bytes);
+        }
+    }
+}
+
+/// Opens the last segment for appending after its last record (before any preallocated zeros).
+fn open_active_segment(segment: &SegmentFile, tail: TailSegment) -> Result<ActiveSegment, LogError> {
     let path = segment.path.clone();
     let mut file = OpenOptions::new().write(true).open(&path).map_err(|error| LogError::io("open", &path, error))?;
-    let bytes = file.seek(SeekFrom::End(0)).map_err(|error| LogError::io("seek", &path, error))?;
-    Ok(ActiveSegment { file, path, bytes })
+    let bytes = file.seek(SeekFrom::Start(tail.valid_bytes)).map_err(|error| LogError::io("seek", &path, error))?;
+    let preallocated = if tail.file_bytes > tail.valid_bytes { tail.file_bytes } else { 0 };
+    Ok(ActiveSegment { file, path, bytes, preallocated })
 }
 
 /// The segment the writer appends to.
 struct ActiveSegment {
     file: File,
     path: PathBuf,
-    /// Current length of the file.
+    /// Bytes of header and records: where the next record goes.
     bytes: u64,
+    /// Length of the zero-filled file this segment started as; 0 if it was not preallocated.
+    /// Writes within it need no metadata at fdatasync.
+    preallocated: u64,
 }
 
 /// What the writer thread does next.
@@ -567,7 +620,7 @@ fn run(writer: &Mutex<Writer>, shared: &Shared, fsync: FsyncPolicy) -> Result<()
             Step::Stop => {
                 let mut locked = writer.lock();
                 locked.write_taken_batch()?;
-                return locked.sync();
+                return locked.close();
             }
         }
     }
@@ -660,6 +713,8 @@ struct Writer {
     options: LogOptions,
     files: Arc<dyn FileOperations>,
     segment: ActiveSegment,
+    /// Prepares the next segment's zero-filled file; `None` without preallocation.
+    preallocator: Option<Preallocator>,
     /// The batch being written; swapped with the pending buffer to avoid reallocating.
     batch: Vec<u8>,
     written: u64,
@@ -706,7 +761,12 @@ impl Writer {
             let run_bytes = (position - run_start) as u64;
             let segment_has_records = self.segment.bytes > SEGMENT_HEADER_BYTES as u64 || run_bytes > 0;
             let segment_bytes = self.segment.bytes + run_bytes + frame_bytes as u64;
-            if segment_has_records && segment_bytes > self.options.segment_bytes_max {
+            let full = segment_bytes > self.options.segment_bytes_max;
+            // Into preallocated space as soon as there is some: after a new log's first
+            // segment, or when this one outgrew its preallocation.
+            let prepared_waits = segment_bytes > self.segment.preallocated
+                && self.preallocator.as_ref().is_some_and(Preallocator::is_ready);
+            if segment_has_records && (full || prepared_waits) {
                 self.write(&batch[run_start..position])?;
                 self.roll(body_index(&batch[position + FRAME_HEADER_BYTES..]))?;
                 run_start = position;
@@ -728,17 +788,52 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the current segment (fdatasync) and starts one whose first record is `first_index`.
+    /// Closes the current segment (cut to its records, fdatasync) and starts one whose first
+    /// record is `first_index`, in a preallocated file if one is ready.
     fn roll(&mut self, first_index: u64) -> Result<(), LogError> {
+        self.cut_preallocated_space()?;
         timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
         // Everything before `first_index` is in the closed segment, written and synced.
         self.publish_written(first_index - 1);
         self.durable = first_index - 1;
         self.shared.progress.publish_durable(self.durable);
-        let (file, path) = create_segment(&self.dir, first_index, self.files.as_ref())?;
-        self.segment = ActiveSegment { file, path, bytes: SEGMENT_HEADER_BYTES as u64 };
+        let files = self.files.as_ref();
+        let (file, path, preallocated) = match self.preallocator.as_ref().and_then(Preallocator::take) {
+            Some(prepared) => {
+                let (file, path) = install_segment(&self.dir, first_index, prepared.file, &prepared.path, files)?;
+                self.shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+                (file, path, prepared.bytes)
+            }
+            None => {
+                let (file, path) = create_segment(&self.dir, first_index, files)?;
+                (file, path, 0)
+            }
+        };
+        self.segment = ActiveSegment { file, path, bytes: SEGMENT_HEADER_BYTES as u64, preallocated };
         self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Cuts the zeros after the records off a preallocated segment (the caller fsyncs).
+    fn cut_preallocated_space(&mut self) -> Result<(), LogError> {
+        let segment = &mut self.segment;
+        if segment.preallocated > segment.bytes {
+            segment.file.set_len(segment.bytes).map_err(|error| LogError::io("truncate", &segment.path, error))?;
+            segment.preallocated = 0;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: fsyncs, and leaves the last segment ending at its last record, as a log
+    /// closed cleanly always does (only a crash leaves zeros after the records).
+    fn close(&mut self) -> Result<(), LogError> {
+        if self.segment.preallocated > self.segment.bytes {
+            self.cut_preallocated_space()?;
+            timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
+            self.durable = self.written;
+            self.shared.progress.publish_durable(self.durable);
+        }
+        self.sync()
     }
 
     fn publish_written(&mut self, index: u64) {

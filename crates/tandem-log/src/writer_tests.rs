@@ -57,7 +57,7 @@ impl FileOperations for FaultyFiles {
 }
 
 fn options(fsync: FsyncPolicy) -> LogOptions {
-    LogOptions { segment_bytes_max: 64 * 1024, record_bytes_max: 1024, fsync }
+    LogOptions { segment_bytes_max: 64 * 1024, record_bytes_max: 1024, fsync, preallocate: false }
 }
 
 /// Opens a fresh log on `dir` with `files`; the fatal handler's calls land in the vector.

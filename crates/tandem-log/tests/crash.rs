@@ -23,7 +23,12 @@ const CHILD_TASKS: u64 = 8;
 const ROUNDS: u64 = 3;
 
 fn options() -> LogOptions {
-    LogOptions { segment_bytes_max: 16 * 1024, record_bytes_max: 64 * 1024, fsync: FsyncPolicy::Always }
+    LogOptions {
+        segment_bytes_max: 16 * 1024,
+        record_bytes_max: 64 * 1024,
+        fsync: FsyncPolicy::Always,
+        preallocate: true,
+    }
 }
 
 /// The payload of a child task's `sequence`-th record: distinct, and of varied length.

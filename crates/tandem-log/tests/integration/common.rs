@@ -9,7 +9,7 @@ use tandem_log::{read_from, recover, Epoch, FsyncPolicy, Log, LogIndex, LogOptio
 
 /// Options with small segments, so that tests cross many segment boundaries.
 pub fn small_segments(segment_bytes_max: u64, fsync: FsyncPolicy) -> LogOptions {
-    LogOptions { segment_bytes_max, record_bytes_max: 64 * 1024, fsync }
+    LogOptions { segment_bytes_max, record_bytes_max: 64 * 1024, fsync, preallocate: true }
 }
 
 /// A deterministic payload of `size` bytes that differs per `seed`.

@@ -6,6 +6,7 @@
 mod common;
 mod corruption;
 mod group_commit;
+mod preallocation;
 mod properties;
 mod replicated;
 mod roundtrip;

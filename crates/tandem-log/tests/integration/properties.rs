@@ -34,7 +34,7 @@ fn write_inputs(dir: &std::path::Path, options: &LogOptions, inputs: &[Input]) -
 }
 
 fn options(segment_bytes_max: u64) -> LogOptions {
-    LogOptions { segment_bytes_max, record_bytes_max: 4096, fsync: FsyncPolicy::Never }
+    LogOptions { segment_bytes_max, record_bytes_max: 4096, fsync: FsyncPolicy::Never, preallocate: true }
 }
 
 proptest! {

@@ -339,6 +339,11 @@ impl Shipper {
         let mut records = Vec::new();
         let mut bytes = 0usize;
         loop {
+            // Not past `durable`: a frame after it may be half written, and in a preallocated
+            // segment that reads as damage, not as the end.
+            if self.held.is_none() && reader.next_index().0 > durable {
+                break;
+            }
             let record = match self.held.take() {
                 Some(record) => record,
                 None => match reader.next() {

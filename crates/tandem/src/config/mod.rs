@@ -341,6 +341,7 @@ impl Config {
             segment_bytes_max: self.log_segment_bytes,
             record_bytes_max: limits::LOG_RECORD_BYTES_MAX,
             fsync: self.appendfsync,
+            preallocate: true,
         }
     }
 }
