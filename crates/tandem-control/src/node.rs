@@ -344,6 +344,18 @@ impl ControlNode {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.config.node_id)
     }
 
+    /// Whether this member leads and has applied an entry of its own term, so a majority
+    /// followed it in that term. A member restarting with its committed vote for itself has
+    /// its old leadership restored by openraft (`is_leader` is true) although the others may
+    /// have elected someone else since; it leads only in its own eyes until such an entry.
+    pub fn is_established_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader
+            && metrics.current_leader == Some(self.config.node_id)
+            && metrics.last_applied.is_some_and(|applied| applied.leader_id.term == metrics.current_term)
+    }
+
     /// As the leader: whether `member` holds every entry of this member's control log (it
     /// could be elected next: a voter refuses a candidate whose log is behind its own).
     pub fn member_caught_up(&self, member: NodeId) -> bool {

@@ -64,7 +64,7 @@ pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig
 }
 
 /// The role the control state gives this node. A node *becomes* active only once its control
-/// state is known current (`fresh`): it leads, or it applied an entry appended after it
+/// state is known current (`fresh`): it leads (established in its term), or it applied an entry appended after it
 /// started — which a leader sends only on top of everything committed before it. A node
 /// that restarts with a stale control log naming it active (the others moved on without
 /// it) must not act on it, nor campaign with it, before then.
@@ -178,7 +178,10 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         let state = states.borrow_and_update().clone();
         let active_now = shared.replication.role() == Role::Active;
         let applied = control.metrics().borrow().last_applied.map_or(0, |log_id| log_id.index);
-        let fresh = applied > start_index || control.is_leader();
+        // Leading counts only once established: a member restarted with its old leadership
+        // restored, while the others moved on, set itself active in the epoch it had just
+        // adopted from the new active (seen in the kill-and-rejoin test under CI load).
+        let fresh = applied > start_index || control.is_established_leader();
         let mut role = role_in(&state, me, active_now, fresh);
         if role == Role::Active
             && !active_now
