@@ -16,8 +16,11 @@
 //!   never confused with the one the writer is still renaming), zero-filled and fsynced whole;
 //! * the writer takes it when it rolls: writes the segment header into it, fdatasyncs,
 //!   renames it to the segment's name and fsyncs the directory, as for a new segment;
-//! * when the log opens, the segment it continues gets `FIRST_BYTES` of zeros after its
-//!   records at once (a few milliseconds), so the first writes need no roll;
+//! * before its first write after the log opens, the writer gives the segment it continues
+//!   `FIRST_BYTES` of zeros after its records (a few milliseconds), so the first writes
+//!   need no roll; nothing is zeroed while a restarting node restores its state;
+//! * a file is prepared only once the writer asks (`request`): when its segment is half
+//!   through its zeros, or has none;
 //! * prepared files grow fourfold from there up to the segment size (at most `BYTES_MAX`),
 //!   so a log that receives little never writes 64 MiB of zeros; a segment that outgrows its
 //!   zeros rolls into the next prepared file as soon as that is ready (so the first segments
@@ -79,12 +82,16 @@ struct Shared {
     wake: Condvar,
     /// Mirrors `state.ready.is_some()`, for the writer's check before each batch.
     ready: AtomicBool,
+    /// Mirrors `state.requested`, so that repeating a request costs one atomic operation.
+    requested: AtomicBool,
     stop: AtomicBool,
 }
 
 #[derive(Debug)]
 struct State {
     ready: Option<Prepared>,
+    /// The writer asked for a file and has not taken it yet.
+    requested: bool,
     /// Size of the next file to prepare; 0 once preallocation failed.
     next_bytes: u64,
 }
@@ -94,9 +101,10 @@ impl Preallocator {
     pub(crate) fn start(dir: &Path, segment_bytes_max: u64) -> std::io::Result<Preallocator> {
         let limit = segment_bytes_max.min(BYTES_MAX);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { ready: None, next_bytes: (FIRST_BYTES * 4).min(limit) }),
+            state: Mutex::new(State { ready: None, requested: false, next_bytes: (FIRST_BYTES * 4).min(limit) }),
             wake: Condvar::new(),
             ready: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let thread_shared = Arc::clone(&shared);
@@ -105,6 +113,15 @@ impl Preallocator {
             .name("tandem-log-prealloc".to_owned())
             .spawn(move || run(&thread_shared, &dir, limit))?;
         Ok(Preallocator { shared, thread: Some(thread) })
+    }
+
+    /// Asks for the next file to be prepared, if it is not already (cheap to repeat).
+    pub(crate) fn request(&self) {
+        if self.shared.requested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.shared.state.lock().requested = true;
+        self.shared.wake.notify_one();
     }
 
     /// True if a prepared file is waiting (one atomic load).
@@ -117,7 +134,8 @@ impl Preallocator {
         let mut state = self.shared.state.lock();
         let prepared = state.ready.take()?;
         self.shared.ready.store(false, Ordering::Release);
-        self.shared.wake.notify_one();
+        state.requested = false;
+        self.shared.requested.store(false, Ordering::Release);
         Some(prepared)
     }
 }
@@ -143,7 +161,9 @@ fn run(shared: &Shared, dir: &Path, limit: u64) {
         let path = &dir.join(prepared_file_name(number));
         let bytes = {
             let mut state = shared.state.lock();
-            while !shared.stop.load(Ordering::Acquire) && (state.ready.is_some() || state.next_bytes == 0) {
+            while !shared.stop.load(Ordering::Acquire)
+                && (state.ready.is_some() || !state.requested || state.next_bytes == 0)
+            {
                 shared.wake.wait(&mut state);
             }
             if shared.stop.load(Ordering::Acquire) {
@@ -227,8 +247,11 @@ mod tests {
     fn files_are_zero_filled_and_grow_fourfold_up_to_the_segment_size() {
         let dir = tempfile::tempdir().unwrap();
         let preallocator = Preallocator::start(dir.path(), 10 * 1024 * 1024).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!preallocator.is_ready(), "nothing is prepared before the writer asks");
         let mut sizes = Vec::new();
         for _ in 0..4 {
+            preallocator.request();
             let mut prepared = wait_ready(&preallocator);
             assert_eq!(prepared.file.metadata().unwrap().len(), prepared.bytes);
             let mut contents = Vec::new();
@@ -245,6 +268,7 @@ mod tests {
     fn dropping_removes_a_file_nobody_took() {
         let dir = tempfile::tempdir().unwrap();
         let preallocator = Preallocator::start(dir.path(), 1024 * 1024).unwrap();
+        preallocator.request();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !preallocator.is_ready() {
             assert!(Instant::now() < deadline, "no file was prepared");

@@ -191,9 +191,7 @@ impl Log {
             inline_writes: AtomicBool::new(false),
             on_fatal,
         });
-        let mut segment = segment;
         let preallocator = if options.preallocate {
-            give_zeros(&mut segment, options.segment_bytes_max, &shared);
             match Preallocator::start(dir, options.segment_bytes_max) {
                 Ok(preallocator) => Some(preallocator),
                 Err(error) => {
@@ -211,6 +209,7 @@ impl Log {
             files: Arc::from(files),
             segment,
             preallocator,
+            zeros_given: false,
             batch: Vec::new(),
             written: next_index - 1,
             durable: next_index - 1,
@@ -715,6 +714,8 @@ struct Writer {
     segment: ActiveSegment,
     /// Prepares the next segment's zero-filled file; `None` without preallocation.
     preallocator: Option<Preallocator>,
+    /// Whether `give_zeros_once` ran.
+    zeros_given: bool,
     /// The batch being written; swapped with the pending buffer to avoid reallocating.
     batch: Vec<u8>,
     written: u64,
@@ -753,6 +754,7 @@ impl Writer {
     }
 
     fn write_frames(&mut self, batch: &[u8]) -> Result<(), LogError> {
+        self.give_zeros_once();
         let mut run_start = 0;
         let mut position = 0;
         while position < batch.len() {
@@ -774,7 +776,14 @@ impl Writer {
             position += frame_bytes;
         }
         assert_eq!(position, batch.len(), "pending buffer holds a partial frame");
-        self.write(&batch[run_start..])
+        self.write(&batch[run_start..])?;
+        // The next file is prepared while this segment's second half of zeros fills.
+        if let Some(preallocator) = &self.preallocator {
+            if self.segment.bytes >= self.segment.preallocated / 2 {
+                preallocator.request();
+            }
+        }
+        Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
@@ -812,6 +821,19 @@ impl Writer {
         self.segment = ActiveSegment { file, path, bytes: SEGMENT_HEADER_BYTES as u64, preallocated };
         self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// With preallocation, before the first write: gives the segment the log continues its
+    /// first zeros (see `give_zeros`). Not in `Log::open`: a restarting node restores its
+    /// state and serves reads without waiting for them.
+    fn give_zeros_once(&mut self) {
+        if self.zeros_given {
+            return;
+        }
+        self.zeros_given = true;
+        if self.preallocator.is_some() {
+            give_zeros(&mut self.segment, self.options.segment_bytes_max, &self.shared);
+        }
     }
 
     /// Cuts the zeros after the records off a preallocated segment (the caller fsyncs).
