@@ -170,6 +170,8 @@ pub struct ControlNode {
     listener_task: JoinHandle<()>,
     /// `keep_grants` on a data member, `unstick` on the witness.
     member_task: JoinHandle<()>,
+    /// Index of the last entry in this member's log when it started (0 if empty).
+    log_index_at_start: u64,
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ControlError {
@@ -181,7 +183,13 @@ impl ControlNode {
     pub async fn start(config: ControlConfig) -> Result<ControlNode, ControlError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
-        let log_store = LogStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
+        let mut log_store = LogStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
+        // From the store itself: openraft's metrics report the log only once its core has run.
+        let log_index_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log_store)
+            .await
+            .map_err(storage_error)?
+            .last_log_id
+            .map_or(0, |log_id| log_id.index);
         let state_machine = StateMachineStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
         let state = state_machine.subscribe();
         let auth = Arc::new(ClusterAuth { cluster_id: config.cluster_id.clone(), secret: config.secret.clone() });
@@ -219,7 +227,18 @@ impl ControlNode {
             MemberRole::Witness => tokio::spawn(unstick(config.clone(), raft.clone(), heard, shutdown_receiver)),
         };
         tracing::info!(node = config.node_id, address = %own_address, "control plane member started");
-        Ok(ControlNode { config, raft, auth, lease, grants, state, shutdown, listener_task, member_task })
+        Ok(ControlNode {
+            config,
+            raft,
+            auth,
+            lease,
+            grants,
+            state,
+            shutdown,
+            listener_task,
+            member_task,
+            log_index_at_start,
+        })
     }
 
     async fn wait_to_be_reached_if_new(&self) {
@@ -344,16 +363,27 @@ impl ControlNode {
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.config.node_id)
     }
 
-    /// Whether this member leads and has applied an entry of its own term, so a majority
-    /// followed it in that term. A member restarting with its committed vote for itself has
-    /// its old leadership restored by openraft (`is_leader` is true) although the others may
+    /// Index of the last entry this member's log held when it started (0 if none): an entry
+    /// applied beyond it came from a leader since. Read from the log store at start, since
+    /// openraft's metrics say nothing of the log until its core has run (they read as an
+    /// empty log for a moment, and every entry replayed at start would then look new).
+    pub fn log_index_at_start(&self) -> u64 {
+        self.log_index_at_start
+    }
+
+    /// Whether this member leads and has applied an entry of its own term appended since it
+    /// started, so a majority followed it in that term. A member restarting with its committed
+    /// vote for itself may see its old leadership restored by openraft (`is_leader` is true,
+    /// and the entries it replays from its own log are of that very term) although the others
     /// have elected someone else since; it leads only in its own eyes until such an entry.
     pub fn is_established_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader
             && metrics.current_leader == Some(self.config.node_id)
-            && metrics.last_applied.is_some_and(|applied| applied.leader_id.term == metrics.current_term)
+            && metrics.last_applied.is_some_and(|applied| {
+                applied.leader_id.term == metrics.current_term && applied.index > self.log_index_at_start
+            })
     }
 
     /// As the leader: whether `member` holds every entry of this member's control log (it

@@ -104,6 +104,13 @@ pub enum ControlCommand {
     },
     /// Adds a checkpoint to the catalog (idempotent for an identical entry).
     RecordCheckpoint(CheckpointEntry),
+    /// Changes nothing. A member restarted with a control state that names it active commits
+    /// one to learn whether that state is current: entries apply in order, so once its own
+    /// has applied, so has everything committed before it.
+    Confirm {
+        /// The member asking.
+        node: NodeId,
+    },
 }
 
 /// Why a command was refused; the state is unchanged.
@@ -206,6 +213,7 @@ pub fn apply(state: &mut ControlState, command: &ControlCommand) -> ControlRespo
         ControlCommand::Switchover { from, to, expected_epoch } => switchover(state, *from, *to, *expected_epoch),
         ControlCommand::ReleaseAddress { node, epoch } => release_address(state, *node, *epoch),
         ControlCommand::RecordCheckpoint(entry) => record_checkpoint(state, entry),
+        ControlCommand::Confirm { .. } => Ok(()),
     };
     assert!(state.epoch >= epoch_before, "epoch went back from {epoch_before} to {}", state.epoch);
     state.check_invariants();
@@ -434,6 +442,15 @@ mod tests {
         assert!(matches!(apply(&mut state, &other), ControlResponse::Refused(Refusal::CheckpointConflict { .. })));
     }
 
+    #[test]
+    fn confirm_changes_nothing() {
+        let mut state = configured();
+        apply(&mut state, &ControlCommand::Promote { node: NODE_A, expected_epoch: 0, force: false });
+        let before = state.clone();
+        assert_eq!(apply(&mut state, &ControlCommand::Confirm { node: NODE_B }), ControlResponse::Applied { epoch: 1 });
+        assert_eq!(state, before);
+    }
+
     fn command_strategy() -> impl Strategy<Value = ControlCommand> {
         let node = 0u64..5;
         let epoch = 0u64..6;
@@ -445,9 +462,10 @@ mod tests {
             (node.clone(), node.clone(), epoch.clone())
                 .prop_map(|(from, to, expected_epoch)| ControlCommand::Switchover { from, to, expected_epoch }),
             (node.clone(), epoch).prop_map(|(node, epoch)| ControlCommand::ReleaseAddress { node, epoch }),
-            (0u64..3, node, 0u64..4).prop_map(|(id, node, log_index)| ControlCommand::RecordCheckpoint(
+            (0u64..3, node.clone(), 0u64..4).prop_map(|(id, node, log_index)| ControlCommand::RecordCheckpoint(
                 CheckpointEntry { id: format!("c{id}"), node, log_index, created_unix_ms: 0 }
             )),
+            node.prop_map(|node| ControlCommand::Confirm { node }),
         ]
     }
 

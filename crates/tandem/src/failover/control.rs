@@ -64,10 +64,11 @@ pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig
 }
 
 /// The role the control state gives this node. A node *becomes* active only once its control
-/// state is known current (`fresh`): it leads (established in its term), or it applied an entry appended after it
-/// started — which a leader sends only on top of everything committed before it. A node
-/// that restarts with a stale control log naming it active (the others moved on without
-/// it) must not act on it, nor campaign with it, before then.
+/// state is known current (`fresh`): it applied an entry appended after it started — which a
+/// leader sends only on top of everything committed before it; a node whose state names it
+/// active proposes one (`ControlCommand::Confirm`) to get there. A node that restarts with a
+/// stale control log naming it active (the others moved on without it) must not act on it,
+/// nor campaign with it, before then.
 pub fn role_in(state: &ControlState, me: NodeId, active_now: bool, fresh: bool) -> Role {
     if state.active == Some(me) && (active_now || fresh) {
         Role::Active
@@ -151,7 +152,10 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     };
     let mut shutdown = shared.shutdown.subscribe();
     // What this member's log held at start: an entry beyond it came from a leader since.
-    let start_index = control.metrics().borrow().last_log_index.unwrap_or(0);
+    // (Not from openraft's metrics: right after start they read as an empty log, and a
+    // restarted member then took the entries it replayed itself for news, and its stale
+    // state naming it active for current: seen in the kill-and-rejoin test under CI load.)
+    let start_index = control.log_index_at_start();
     let election = Duration::from_millis(cluster.control_election_timeout_ms);
     let mut retry = Retry::new(heartbeat, (election * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS)));
     // Forming the group needs a quorum: until a second member is up, this keeps retrying.
@@ -178,9 +182,8 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         let state = states.borrow_and_update().clone();
         let active_now = shared.replication.role() == Role::Active;
         let applied = control.metrics().borrow().last_applied.map_or(0, |log_id| log_id.index);
-        // Leading counts only once established: a member restarted with its old leadership
-        // restored, while the others moved on, set itself active in the epoch it had just
-        // adopted from the new active (seen in the kill-and-rejoin test under CI load).
+        // Leading counts only once established (an entry of its own term applied): openraft
+        // may restore a restarted member's old leadership for a moment.
         let fresh = applied > start_index || control.is_established_leader();
         let mut role = role_in(&state, me, active_now, fresh);
         if role == Role::Active
@@ -222,6 +225,10 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
             if retry.due() {
                 propose(&control, command, &mut retry).await;
             }
+        } else if !fresh && state.active == Some(me) && retry.due() {
+            // Restarted with a state naming it active, which may be stale: an entry of its
+            // own, once applied, proves it has applied everything committed before.
+            propose(&control, ControlCommand::Confirm { node: me }, &mut retry).await;
         }
         tokio::select! {
             changed = states.changed() => if changed.is_err() { return },
