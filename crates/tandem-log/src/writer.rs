@@ -764,8 +764,8 @@ impl Writer {
             let segment_has_records = self.segment.bytes > SEGMENT_HEADER_BYTES as u64 || run_bytes > 0;
             let segment_bytes = self.segment.bytes + run_bytes + frame_bytes as u64;
             let full = segment_bytes > self.options.segment_bytes_max;
-            // Into preallocated space as soon as there is some: after a new log's first
-            // segment, or when this one outgrew its preallocation.
+            // Into a prepared file as soon as one is ready once this segment outgrew its
+            // zeros (or had none: giving them failed, or it was already near full).
             let prepared_waits = segment_bytes > self.segment.preallocated
                 && self.preallocator.as_ref().is_some_and(Preallocator::is_ready);
             if segment_has_records && (full || prepared_waits) {
