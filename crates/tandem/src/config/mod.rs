@@ -43,6 +43,8 @@ pub struct Config {
     pub client_query_buffer_limit: u64,
     /// Size at which the log rolls to a new segment.
     pub log_segment_bytes: u64,
+    /// Write log segments into zero-filled files prepared ahead (`tandem_log::LogOptions`).
+    pub log_preallocate: bool,
     /// Active-expiry passes per second.
     pub hz: u32,
     /// Close clients idle for this many seconds; 0 = never.
@@ -107,6 +109,7 @@ pub struct FileConfig {
     pub proto_max_array_len: Option<u64>,
     pub client_query_buffer_limit: Option<toml::Value>,
     pub log_segment_size: Option<toml::Value>,
+    pub log_preallocate: Option<bool>,
     pub hz: Option<u32>,
     pub timeout: Option<u64>,
     pub node_id: Option<u32>,
@@ -190,6 +193,7 @@ impl FileConfig {
                 self.log_segment_size,
                 limits::LOG_SEGMENT_BYTES_DEFAULT,
             )?,
+            log_preallocate: self.log_preallocate.unwrap_or(true),
             hz: self.hz.unwrap_or(limits::EXPIRY_HZ_DEFAULT),
             timeout_seconds: self.timeout.unwrap_or(0),
             node_id: self.node_id.unwrap_or(1),
@@ -341,7 +345,7 @@ impl Config {
             segment_bytes_max: self.log_segment_bytes,
             record_bytes_max: limits::LOG_RECORD_BYTES_MAX,
             fsync: self.appendfsync,
-            preallocate: true,
+            preallocate: self.log_preallocate,
         }
     }
 }
@@ -396,6 +400,15 @@ mod tests {
         assert_eq!(config.port, 6379);
         assert_eq!(config.admin_port, Some(16379));
         assert_eq!(config.appendfsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn log_preallocation_is_on_by_default_and_can_be_turned_off() {
+        assert!(FileConfig::default().validate().unwrap().log_options().preallocate);
+        let file: FileConfig = toml::from_str("log_preallocate = false").unwrap();
+        assert!(!file.validate().unwrap().log_options().preallocate);
+        let error = toml::from_str::<FileConfig>("log_preallocate = \"no\"").unwrap_err().to_string();
+        assert!(error.contains("log_preallocate"), "{error}");
     }
 
     #[test]
