@@ -501,6 +501,11 @@ impl Database {
         self.log_bytes.load(Ordering::Relaxed)
     }
 
+    /// The log writer's counts since start (batches, fsyncs, segments).
+    pub fn log_counters(&self) -> tandem_log::WriterCounters {
+        self.log.counters()
+    }
+
     /// Writes and fsyncs everything appended, and stops the log writer (clean shutdown).
     pub fn close(self) -> Result<(), tandem_log::LogError> {
         self.log.shutdown()

@@ -34,6 +34,11 @@ fn metrics_report_commands_keys_clients_log_and_fsync_latency() {
     assert_eq!(metric(&response, "tandem_keys"), 3.0);
     assert!(metric(&response, "tandem_connected_clients") >= 1.0);
     assert!(metric(&response, "tandem_log_appended_bytes_total") > 0.0);
+    // The first write gave the segment preallocated zeros (the default `log_preallocate`).
+    assert_eq!(metric(&response, "tandem_log_segments_preallocated_total"), 1.0, "{response}");
+    assert_eq!(metric(&response, "tandem_log_segments_created_total"), 1.0, "{response}");
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut connection).unwrap();
+    assert!(info.contains("log_segments_preallocated:1\r\n"), "{info}");
     assert_eq!(metric(&response, "tandem_log_durable_index"), metric(&response, "tandem_log_last_index"));
     // appendfsync always: every acknowledged SET was fsynced, and each fsync was timed.
     assert!(metric(&response, "tandem_log_fsync_seconds_count") >= 1.0, "{response}");

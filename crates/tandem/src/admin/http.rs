@@ -135,6 +135,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     metrics::gauge!("tandem_keys").set(keys as f64);
     metrics::gauge!("tandem_keys_with_expiry").set(expiring as f64);
     metrics::counter!("tandem_log_appended_bytes_total").absolute(shared.db.log_bytes());
+    let log = shared.db.log_counters();
+    metrics::counter!("tandem_log_segments_created_total").absolute(log.segments_created);
+    metrics::counter!("tandem_log_segments_preallocated_total").absolute(log.segments_preallocated);
     metrics::gauge!("tandem_log_last_index").set(shared.db.last_index().0 as f64);
     metrics::gauge!("tandem_log_durable_index").set(shared.db.progress().durable().0 as f64);
     metrics::gauge!("tandem_used_memory_bytes").set(shared.used_memory_bytes.load(Ordering::Relaxed) as f64);

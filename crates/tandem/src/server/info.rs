@@ -176,6 +176,9 @@ fn persistence(shared: &Shared, text: &mut String) {
     line(text, "log_written_index", progress.written().0);
     line(text, "log_durable_index", progress.durable().0);
     line(text, "log_bytes_appended", shared.db.log_bytes());
+    let counters = shared.db.log_counters();
+    line(text, "log_segments_created", counters.segments_created);
+    line(text, "log_segments_preallocated", counters.segments_preallocated);
     line(text, "changes_since_start", shared.db.changes());
     crate::checkpoint::commands::info(shared, text);
     for (key, value) in crate::archive::info_fields(shared.db.last_index().0) {
