@@ -371,19 +371,15 @@ impl ControlNode {
         self.log_index_at_start
     }
 
-    /// Whether this member leads and has applied an entry of its own term appended since it
-    /// started, so a majority followed it in that term. A member restarting with its committed
-    /// vote for itself may see its old leadership restored by openraft (`is_leader` is true,
-    /// and the entries it replays from its own log are of that very term) although the others
-    /// have elected someone else since; it leads only in its own eyes until such an entry.
-    pub fn is_established_leader(&self) -> bool {
+    /// Whether this member applied an entry appended after it started, so its control state
+    /// is known current: a leader appends only on top of everything committed before, and
+    /// entries apply in order. Until then the state may be stale, also on a member whose old
+    /// leadership openraft restored at start (`is_leader` is then true for a moment while the
+    /// others have elected someone else): it cannot commit an entry alone.
+    pub fn applied_since_start(&self) -> bool {
         let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics.state == ServerState::Leader
-            && metrics.current_leader == Some(self.config.node_id)
-            && metrics.last_applied.is_some_and(|applied| {
-                applied.leader_id.term == metrics.current_term && applied.index > self.log_index_at_start
-            })
+        let applied = metrics.borrow().last_applied.map_or(0, |log_id| log_id.index);
+        applied > self.log_index_at_start
     }
 
     /// As the leader: whether `member` holds every entry of this member's control log (it

@@ -6,7 +6,7 @@
 //! already on disk needs only the data. On this project's test machine (ext4, a virtual
 //! disk) an fdatasync after a 35 KB write took 185–200 µs and 77–87 µs of CPU appending,
 //! 100–115 µs and 42–51 µs overwriting zeros; a single node under `appendfsync always`
-//! served 16% more `SET`s at `-P 1` and 25% more at `-P 16`. (`fallocate` alone is not
+//! served 14% more `SET`s at `-P 1` and 17–22% more at `-P 16`. (`fallocate` alone is not
 //! enough: the first write to an allocated-but-unwritten extent is a metadata change too.)
 //! PostgreSQL's WAL segments are zero-filled for the same reason.
 //!
@@ -25,7 +25,7 @@
 //!   so a log that receives little never writes 64 MiB of zeros (writeback is started a
 //!   MiB at a time, and the file fsynced once); a segment that outgrows its
 //!   zeros rolls into the next prepared file as soon as that is ready (so the first segments
-//!   of a busy log are 1, 4 and 16 MiB);
+//!   of a busy log are about 1, 4 and 16 MiB);
 //! * the writer cuts the zeros off a segment it closes, and off the last one at a clean
 //!   shutdown, so only the newest segment of a running (or crashed) log ends in zeros;
 //! * a failure (a full disk, say) only ends preallocation: it is logged, and the writer
@@ -35,7 +35,6 @@
 //! of the log (`scan`, `cursor`); FORMAT.md states it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,8 +51,9 @@ pub(crate) const PREPARED_FILE_PREFIX: &str = "preallocated-";
 pub(crate) fn prepared_file_name(number: u64) -> String {
     format!("{PREPARED_FILE_PREFIX}{number}{TEMPORARY_SUFFIX}")
 }
-/// Zeros given to the segment the log continues when it opens; the first file prepared
-/// after that is four times larger.
+
+/// Zeros given to the segment the log continues, before its first write; the first file
+/// prepared after that is four times larger.
 pub(crate) const FIRST_BYTES: u64 = 1024 * 1024;
 /// Largest file prepared; a larger segment grows past it by appending.
 pub(crate) const BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -83,7 +83,8 @@ struct Shared {
     wake: Condvar,
     /// Mirrors `state.ready.is_some()`, for the writer's check before each batch.
     ready: AtomicBool,
-    /// Mirrors `state.requested`, so that repeating a request costs one atomic operation.
+    /// The writer asked for a file and has not taken one since (set and cleared under
+    /// `state`'s lock, so the thread's wait cannot miss it; read without it by `request`).
     requested: AtomicBool,
     stop: AtomicBool,
 }
@@ -91,8 +92,6 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     ready: Option<Prepared>,
-    /// The writer asked for a file and has not taken it yet.
-    requested: bool,
     /// Size of the next file to prepare; 0 once preallocation failed.
     next_bytes: u64,
 }
@@ -102,7 +101,7 @@ impl Preallocator {
     pub(crate) fn start(dir: &Path, segment_bytes_max: u64) -> std::io::Result<Preallocator> {
         let limit = segment_bytes_max.min(BYTES_MAX);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { ready: None, requested: false, next_bytes: (FIRST_BYTES * 4).min(limit) }),
+            state: Mutex::new(State { ready: None, next_bytes: (FIRST_BYTES * 4).min(limit) }),
             wake: Condvar::new(),
             ready: AtomicBool::new(false),
             requested: AtomicBool::new(false),
@@ -118,10 +117,11 @@ impl Preallocator {
 
     /// Asks for the next file to be prepared, if it is not already (cheap to repeat).
     pub(crate) fn request(&self) {
-        if self.shared.requested.swap(true, Ordering::AcqRel) {
+        if self.shared.requested.load(Ordering::Acquire) {
             return;
         }
-        self.shared.state.lock().requested = true;
+        let _state = self.shared.state.lock();
+        self.shared.requested.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 
@@ -130,12 +130,11 @@ impl Preallocator {
         self.shared.ready.load(Ordering::Acquire)
     }
 
-    /// The prepared file, if one is ready; the thread then prepares the next.
+    /// The prepared file, if one is ready; the next is prepared once `request`ed.
     pub(crate) fn take(&self) -> Option<Prepared> {
         let mut state = self.shared.state.lock();
         let prepared = state.ready.take()?;
         self.shared.ready.store(false, Ordering::Release);
-        state.requested = false;
         self.shared.requested.store(false, Ordering::Release);
         Some(prepared)
     }
@@ -163,7 +162,7 @@ fn run(shared: &Shared, dir: &Path, limit: u64) {
         let bytes = {
             let mut state = shared.state.lock();
             while !shared.stop.load(Ordering::Acquire)
-                && (state.ready.is_some() || !state.requested || state.next_bytes == 0)
+                && (state.ready.is_some() || !shared.requested.load(Ordering::Acquire) || state.next_bytes == 0)
             {
                 shared.wake.wait(&mut state);
             }
@@ -198,15 +197,37 @@ fn run(shared: &Shared, dir: &Path, limit: u64) {
 
 /// Writes zeros over `from..to` of `file` (past its records) and fsyncs it, size included.
 pub(crate) fn extend_with_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    write_zeros(file, from, to, &AtomicBool::new(false))?;
+    file.sync_all()
+}
+
+/// Writes `bytes` zeros to a new file at `path` and fsyncs it; `None` if stopped meanwhile.
+fn prepare(path: &Path, bytes: u64, stop: &AtomicBool) -> std::io::Result<Option<File>> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    if !write_zeros(&file, 0, bytes, stop)? {
+        return Ok(None);
+    }
+    // The size and the allocated blocks too, so that writes over them need no metadata.
+    file.sync_all()?;
+    Ok(Some(file))
+}
+
+/// Writes zeros over `from..to` of `file` a chunk at a time, starting each chunk's writeback;
+/// false if `stop` was set meanwhile.
+fn write_zeros(file: &File, from: u64, to: u64, stop: &AtomicBool) -> std::io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let zeros = vec![0u8; CHUNK_BYTES];
     let mut position = from;
     while position < to {
-        let length = (to - position).min(CHUNK_BYTES as u64) as usize;
-        file.write_all_at(&zeros[..length], position)?;
-        position += length as u64;
+        if stop.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let length = (to - position).min(CHUNK_BYTES as u64);
+        file.write_all_at(&zeros[..length as usize], position)?;
+        start_writeback(file, position, length)?;
+        position += length;
     }
-    file.sync_all()
+    Ok(true)
 }
 
 /// Starts writing `offset..offset + length` of `file` to disk without waiting or flushing
@@ -221,25 +242,6 @@ fn start_writeback(file: &File, offset: u64, length: u64) -> std::io::Result<()>
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Writes `bytes` zeros to a new file at `path` and fsyncs it; `None` if stopped meanwhile.
-fn prepare(path: &Path, bytes: u64, stop: &AtomicBool) -> std::io::Result<Option<File>> {
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-    let zeros = vec![0u8; CHUNK_BYTES];
-    let mut written = 0u64;
-    while written < bytes {
-        if stop.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let length = (bytes - written).min(CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..length])?;
-        start_writeback(&file, written, length as u64)?;
-        written += length as u64;
-    }
-    // The size and the allocated blocks too, so that writes over them need no metadata.
-    file.sync_all()?;
-    Ok(Some(file))
 }
 
 #[cfg(test)]
@@ -268,14 +270,13 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..4 {
             preallocator.request();
-            let mut prepared = wait_ready(&preallocator);
+            let prepared = wait_ready(&preallocator);
             assert_eq!(prepared.file.metadata().unwrap().len(), prepared.bytes);
             let mut contents = Vec::new();
             File::open(&prepared.path).unwrap().read_to_end(&mut contents).unwrap();
             assert!(contents.iter().all(|&byte| byte == 0));
             sizes.push(prepared.bytes);
             assert_eq!(prepared.path, dir.path().join(prepared_file_name(sizes.len() as u64)));
-            prepared.file.flush().unwrap();
         }
         assert_eq!(sizes, [4 * FIRST_BYTES, 10 * 1024 * 1024, 10 * 1024 * 1024, 10 * 1024 * 1024]);
     }

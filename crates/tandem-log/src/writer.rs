@@ -521,31 +521,6 @@ fn check_unchanged_since_recovery(dir: &Path, segments: &[SegmentFile], recovery
     Ok(())
 }
 
-/// Gives the segment a log continues `preallocate::FIRST_BYTES` of zeros after its records
-/// (at most up to the segment size), unless it has zeros already (a crash left them). Best
-/// effort: without them the writer appends, as it would without preallocation.
-fn give_zeros(segment: &mut ActiveSegment, segment_bytes_max: u64, shared: &Shared) {
-    let to = (segment.bytes + preallocate::FIRST_BYTES).min(segment_bytes_max);
-    if segment.preallocated > segment.bytes {
-        shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if to <= segment.bytes {
-        return;
-    }
-    match preallocate::extend_with_zeros(&segment.file, segment.bytes, to) {
-        Ok(()) => {
-            segment.preallocated = to;
-            shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) => {
-            tracing::warn!(file = %segment.path.display(), %error, "cannot preallocate space in the log segment");
-            // Zeros written before the failure would be harmless, but a clean file is simpler.
-            let _ = segment.file.set_len(segment.bytes);
-        }
-    }
-}
-
 /// Opens the last segment for appending after its last record (before any preallocated zeros).
 fn open_active_segment(segment: &SegmentFile, tail: TailSegment) -> Result<ActiveSegment, LogError> {
     let path = segment.path.clone();
@@ -823,39 +798,59 @@ impl Writer {
         Ok(())
     }
 
-    /// With preallocation, before the first write: gives the segment the log continues its
-    /// first zeros (see `give_zeros`). Not in `Log::open`: a restarting node restores its
-    /// state and serves reads without waiting for them.
+    /// With preallocation, before the first write: gives the segment the log continues
+    /// `preallocate::FIRST_BYTES` of zeros after its records (at most up to the segment size),
+    /// unless it has zeros already (a crash left them). Not in `Log::open`: a restarting node
+    /// restores its state and serves reads without waiting for them. Best effort: without
+    /// them the writer appends, as it would without preallocation.
     fn give_zeros_once(&mut self) {
-        if self.zeros_given {
+        if self.zeros_given || self.preallocator.is_none() {
             return;
         }
         self.zeros_given = true;
-        if self.preallocator.is_some() {
-            give_zeros(&mut self.segment, self.options.segment_bytes_max, &self.shared);
+        let segment = &mut self.segment;
+        if segment.preallocated > segment.bytes {
+            self.shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let to = (segment.bytes + preallocate::FIRST_BYTES).min(self.options.segment_bytes_max);
+        if to <= segment.bytes {
+            return;
+        }
+        match preallocate::extend_with_zeros(&segment.file, segment.bytes, to) {
+            Ok(()) => {
+                segment.preallocated = to;
+                self.shared.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(file = %segment.path.display(), %error, "cannot preallocate space in the log segment");
+                // Zeros written before the failure would be harmless, but a clean file is simpler.
+                let _ = segment.file.set_len(segment.bytes);
+            }
         }
     }
 
-    /// Cuts the zeros after the records off a preallocated segment (the caller fsyncs).
-    fn cut_preallocated_space(&mut self) -> Result<(), LogError> {
+    /// Cuts the zeros after the records off a preallocated segment (the caller fsyncs);
+    /// returns whether there were any.
+    fn cut_preallocated_space(&mut self) -> Result<bool, LogError> {
         let segment = &mut self.segment;
-        if segment.preallocated > segment.bytes {
-            segment.file.set_len(segment.bytes).map_err(|error| LogError::io("truncate", &segment.path, error))?;
-            segment.preallocated = 0;
+        if segment.preallocated <= segment.bytes {
+            return Ok(false);
         }
-        Ok(())
+        segment.file.set_len(segment.bytes).map_err(|error| LogError::io("truncate", &segment.path, error))?;
+        segment.preallocated = 0;
+        Ok(true)
     }
 
     /// At shutdown: fsyncs, and leaves the last segment ending at its last record, as a log
-    /// closed cleanly always does (only a crash leaves zeros after the records).
+    /// closed cleanly always does (only a crash leaves zeros after the records). The new
+    /// length is fsynced even if every record already was.
     fn close(&mut self) -> Result<(), LogError> {
-        if self.segment.preallocated > self.segment.bytes {
-            self.cut_preallocated_space()?;
-            timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
-            self.durable = self.written;
-            self.shared.progress.publish_durable(self.durable);
+        if self.cut_preallocated_space()? {
+            self.sync_now()
+        } else {
+            self.sync()
         }
-        self.sync()
     }
 
     fn publish_written(&mut self, index: u64) {
@@ -868,6 +863,11 @@ impl Writer {
         if self.durable == self.written {
             return Ok(());
         }
+        self.sync_now()
+    }
+
+    /// fdatasyncs the current segment and publishes durable.
+    fn sync_now(&mut self) -> Result<(), LogError> {
         timed_sync(self.files.as_ref(), &self.segment.file, &self.segment.path, &self.shared)?;
         self.durable = self.written;
         self.shared.progress.publish_durable(self.durable);

@@ -16,6 +16,12 @@ fn options() -> LogOptions {
     small_segments(2 * 1024 * 1024, FsyncPolicy::Always)
 }
 
+/// Recovers the log in `dir` and opens it with `options()`.
+fn open_log(dir: &Path) -> Log {
+    let recovery = recover(dir, &options()).unwrap();
+    Log::open(dir, &options(), &recovery).unwrap()
+}
+
 /// Appends until the writer is in a preallocated segment; returns the last index.
 fn append_until_preallocated(log: &Log) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -30,24 +36,30 @@ fn append_until_preallocated(log: &Log) -> u64 {
     }
 }
 
-/// The last segment's length and where its records end.
-fn tail_lengths(dir: &Path) -> (u64, u64) {
-    let last = segment_files(dir).pop().unwrap();
-    let file_bytes = fs::metadata(&last).unwrap().len();
-    let bytes = fs::read(&last).unwrap();
+/// (offset, length) of each frame of a segment's bytes, up to the first zero frame header.
+fn frames_before_zeros(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut frames = vec![];
     let mut offset = 28usize;
     while offset + 8 <= bytes.len() && bytes[offset..offset + 8] != [0u8; 8] {
-        offset += 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        let length = 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        frames.push((offset, length));
+        offset += length;
     }
-    (file_bytes, offset as u64)
+    frames
+}
+
+/// The last segment's length and where its records end.
+fn tail_lengths(dir: &Path) -> (u64, u64) {
+    let bytes = fs::read(segment_files(dir).pop().unwrap()).unwrap();
+    let records_end = frames_before_zeros(&bytes).last().map_or(28, |(offset, length)| offset + length);
+    (bytes.len() as u64, records_end as u64)
 }
 
 #[test]
 fn a_live_reader_follows_records_written_into_preallocated_space() {
     let dir = tempfile::tempdir().unwrap();
     let options = options();
-    let recovery = recover(dir.path(), &options).unwrap();
-    let log = Log::open(dir.path(), &options, &recovery).unwrap();
+    let log = open_log(dir.path());
     let mut appended = vec![];
     let first = append_until_preallocated(&log);
     appended.extend((1..=first).map(|index| payload(index, 100)));
@@ -93,8 +105,7 @@ fn a_live_reader_follows_records_written_into_preallocated_space() {
 fn a_crash_in_preallocated_space_keeps_every_record_and_the_space() {
     let dir = tempfile::tempdir().unwrap();
     let options = options();
-    let recovery = recover(dir.path(), &options).unwrap();
-    let log = Log::open(dir.path(), &options, &recovery).unwrap();
+    let log = open_log(dir.path());
     let last = append_until_preallocated(&log);
     // A copy of the directory while the log runs: what a crash would leave on disk.
     let crashed = copy_log(dir.path());
@@ -122,8 +133,7 @@ fn a_crash_in_preallocated_space_keeps_every_record_and_the_space() {
 fn damage_among_zeros_is_still_told_from_a_torn_write() {
     let dir = tempfile::tempdir().unwrap();
     let options = options();
-    let recovery = recover(dir.path(), &options).unwrap();
-    let log = Log::open(dir.path(), &options, &recovery).unwrap();
+    let log = open_log(dir.path());
     append_until_preallocated(&log);
     for index in 0..6 {
         log.append(Epoch(1), index, NodeId(1), &payload(index, 300));
@@ -144,17 +154,8 @@ fn damage_among_zeros_is_still_told_from_a_torn_write() {
     assert_eq!(recovery.torn_tail_bytes_dropped, torn.len() as u64 - records_end);
 
     // Zeros where a record was, with intact records after them: corruption, not a torn tail.
-    let last_frames: Vec<_> = {
-        let mut offset = 28usize;
-        let mut frames = vec![];
-        while offset < records_end as usize {
-            let length = 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-            frames.push((offset, length));
-            offset += length;
-        }
-        frames
-    };
-    let (offset, length) = last_frames[last_frames.len() - 3];
+    let frames = frames_before_zeros(&bytes);
+    let (offset, length) = frames[frames.len() - 3];
     bytes[offset..offset + length].fill(0);
     fs::write(&segment, &bytes).unwrap();
     let error = recover(crashed.path(), &options).unwrap_err();

@@ -151,11 +151,6 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         cold: cluster.standby == crate::config::StandbyKind::Cold,
     };
     let mut shutdown = shared.shutdown.subscribe();
-    // What this member's log held at start: an entry beyond it came from a leader since.
-    // (Not from openraft's metrics: right after start they read as an empty log, and a
-    // restarted member then took the entries it replayed itself for news, and its stale
-    // state naming it active for current: seen in the kill-and-rejoin test under CI load.)
-    let start_index = control.log_index_at_start();
     let election = Duration::from_millis(cluster.control_election_timeout_ms);
     let mut retry = Retry::new(heartbeat, (election * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS)));
     // Forming the group needs a quorum: until a second member is up, this keeps retrying.
@@ -181,10 +176,11 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     loop {
         let state = states.borrow_and_update().clone();
         let active_now = shared.replication.role() == Role::Active;
-        let applied = control.metrics().borrow().last_applied.map_or(0, |log_id| log_id.index);
-        // Leading counts only once established (an entry of its own term applied): openraft
-        // may restore a restarted member's old leadership for a moment.
-        let fresh = applied > start_index || control.is_established_leader();
+        // Where its log ended at start comes from the log store, not openraft's metrics: right
+        // after a start they read as an empty log, and a restarted old active took the entries
+        // it replayed itself for news and its stale state for current (seen in the
+        // kill-and-rejoin test under CI load).
+        let fresh = control.applied_since_start();
         let mut role = role_in(&state, me, active_now, fresh);
         if role == Role::Active
             && !active_now
