@@ -170,8 +170,6 @@ pub struct ControlNode {
     listener_task: JoinHandle<()>,
     /// `keep_grants` on a data member, `unstick` on the witness.
     member_task: JoinHandle<()>,
-    /// Index of the last entry in this member's log when it started (0 if empty).
-    log_index_at_start: u64,
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ControlError {
@@ -183,13 +181,7 @@ impl ControlNode {
     pub async fn start(config: ControlConfig) -> Result<ControlNode, ControlError> {
         config.validate()?;
         let raft_config = Arc::new(config.raft_config()?);
-        let mut log_store = LogStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
-        // From the store itself: openraft's metrics report the log only once its core has run.
-        let log_index_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log_store)
-            .await
-            .map_err(storage_error)?
-            .last_log_id
-            .map_or(0, |log_id| log_id.index);
+        let log_store = LogStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
         let state_machine = StateMachineStore::open(&config.data_dir.join("raft")).map_err(storage_error)?;
         let state = state_machine.subscribe();
         let auth = Arc::new(ClusterAuth { cluster_id: config.cluster_id.clone(), secret: config.secret.clone() });
@@ -227,18 +219,7 @@ impl ControlNode {
             MemberRole::Witness => tokio::spawn(unstick(config.clone(), raft.clone(), heard, shutdown_receiver)),
         };
         tracing::info!(node = config.node_id, address = %own_address, "control plane member started");
-        Ok(ControlNode {
-            config,
-            raft,
-            auth,
-            lease,
-            grants,
-            state,
-            shutdown,
-            listener_task,
-            member_task,
-            log_index_at_start,
-        })
+        Ok(ControlNode { config, raft, auth, lease, grants, state, shutdown, listener_task, member_task })
     }
 
     async fn wait_to_be_reached_if_new(&self) {
@@ -361,25 +342,6 @@ impl ControlNode {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader && metrics.current_leader == Some(self.config.node_id)
-    }
-
-    /// Index of the last entry this member's log held when it started (0 if none): an entry
-    /// applied beyond it came from a leader since. Read from the log store at start, since
-    /// openraft's metrics say nothing of the log until its core has run (they read as an
-    /// empty log for a moment, and every entry replayed at start would then look new).
-    pub fn log_index_at_start(&self) -> u64 {
-        self.log_index_at_start
-    }
-
-    /// Whether this member applied an entry appended after it started, so its control state
-    /// is known current: a leader appends only on top of everything committed before, and
-    /// entries apply in order. Until then the state may be stale, also on a member whose old
-    /// leadership openraft restored at start (`is_leader` is then true for a moment while the
-    /// others have elected someone else): it cannot commit an entry alone.
-    pub fn applied_since_start(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let applied = metrics.borrow().last_applied.map_or(0, |log_id| log_id.index);
-        applied > self.log_index_at_start
     }
 
     /// As the leader: whether `member` holds every entry of this member's control log (it

@@ -64,11 +64,9 @@ pub fn control_config(cluster: &ClusterConfig, data_dir: &Path) -> ControlConfig
 }
 
 /// The role the control state gives this node. A node *becomes* active only once its control
-/// state is known current (`fresh`): it applied an entry appended after it started — which a
-/// leader sends only on top of everything committed before it; a node whose state names it
-/// active proposes one (`ControlCommand::Confirm`) to get there. A node that restarts with a
-/// stale control log naming it active (the others moved on without it) must not act on it,
-/// nor campaign with it, before then.
+/// state is known current (`fresh`, see `Freshness`). A node that restarts with a stale
+/// control log naming it active (the others moved on without it) must not act on it, nor
+/// campaign with it, before then.
 pub fn role_in(state: &ControlState, me: NodeId, active_now: bool, fresh: bool) -> Role {
     if state.active == Some(me) && (active_now || fresh) {
         Role::Active
@@ -151,6 +149,7 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         cold: cluster.standby == crate::config::StandbyKind::Cold,
     };
     let mut shutdown = shared.shutdown.subscribe();
+    let mut freshness = Freshness::default();
     let election = Duration::from_millis(cluster.control_election_timeout_ms);
     let mut retry = Retry::new(heartbeat, (election * 2).min(Duration::from_millis(limits::CONTROL_RETRY_MAX_MS)));
     // Forming the group needs a quorum: until a second member is up, this keeps retrying.
@@ -176,11 +175,7 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
     loop {
         let state = states.borrow_and_update().clone();
         let active_now = shared.replication.role() == Role::Active;
-        // Where its log ended at start comes from the log store, not openraft's metrics: right
-        // after a start they read as an empty log, and a restarted old active took the entries
-        // it replayed itself for news and its stale state for current (seen in the
-        // kill-and-rejoin test under CI load).
-        let fresh = control.applied_since_start();
+        let fresh = freshness.is_fresh(&state);
         let mut role = role_in(&state, me, active_now, fresh);
         if role == Role::Active
             && !active_now
@@ -221,15 +216,54 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
             if retry.due() {
                 propose(&control, command, &mut retry).await;
             }
-        } else if !fresh && state.active == Some(me) && retry.due() {
-            // Restarted with a state naming it active, which may be stale: an entry of its
-            // own, once applied, proves it has applied everything committed before.
-            propose(&control, ControlCommand::Confirm { node: me }, &mut retry).await;
+        } else if !freshness.confirmed() && retry.due() {
+            freshness.confirm(&control, me, &mut retry).await;
         }
         tokio::select! {
             changed = states.changed() => if changed.is_err() { return },
             _ = ticker.tick() => {}
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return,
+        }
+    }
+}
+
+/// Whether this node's control state is known current since it started.
+///
+/// Once after each start the node commits a `ControlCommand::Confirm` (it changes nothing);
+/// the leader answers with the epoch it applied it in, on top of everything committed before.
+/// The active only ever changes with a new epoch, so a local state at that epoch or later names
+/// the current active. Neither openraft's view of the log at start (its metrics read as an
+/// empty log for a moment) nor any entry applied since is enough: a restarted old active once
+/// took its own replayed entries, and later the new leader's first entry, applied before the
+/// promotion that followed it, for news, and set itself active on its stale state for a moment
+/// (seen in the kill-and-rejoin test under CI load, and in the control-plane restart test).
+#[derive(Debug, Default)]
+struct Freshness {
+    /// The epoch the leader applied this node's `Confirm` in.
+    confirmed_epoch: Option<u64>,
+}
+
+impl Freshness {
+    fn is_fresh(&self, state: &ControlState) -> bool {
+        self.confirmed_epoch.is_some_and(|epoch| state.epoch >= epoch)
+    }
+
+    fn confirmed(&self) -> bool {
+        self.confirmed_epoch.is_some()
+    }
+
+    /// Proposes the `Confirm`; a bounce backs off before the next attempt.
+    async fn confirm(&mut self, control: &ControlNode, me: NodeId, retry: &mut Retry) {
+        match control.propose(ControlCommand::Confirm { node: me }).await {
+            Ok(ControlResponse::Applied { epoch }) => {
+                tracing::info!(epoch, "control plane: this node's control state is current as of this epoch");
+                self.confirmed_epoch = Some(epoch);
+                retry.succeeded();
+            }
+            outcome => {
+                let wait = retry.failed();
+                tracing::info!(?outcome, wait_ms = wait.as_millis() as u64, "control plane: confirming; retrying");
+            }
         }
     }
 }
