@@ -324,6 +324,12 @@ impl Database {
         self.locked.lock().keyspace.unwatch(key)
     }
 
+    /// Merges up to `budget` checkpoint layers the checkpoint has let go of
+    /// (see `store::buckets::Bucket`); returns how many may remain.
+    pub fn merge_released_layers(&self, budget: usize) -> usize {
+        self.locked.lock().keyspace.merge_released_layers(budget)
+    }
+
     /// One active-expiry pass: deletes up to `budget` keys' worth of expired
     /// keys through logged effects. Returns how many were deleted.
     pub fn expire_pass(&self, budget: usize) -> usize {

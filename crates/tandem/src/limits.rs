@@ -51,6 +51,10 @@ pub const LOG_EARLY_WRITE_BYTES: u64 = 8 * 1024;
 pub const EXPIRY_HZ_DEFAULT: u32 = 10;
 /// Keys examined at most per active-expiry pass, so a pass never stalls clients.
 pub const EXPIRY_KEYS_PER_PASS_MAX: usize = 20_000;
+/// Checkpoint layers merged per hold of the keyspace lock (each moves the
+/// keys written during a checkpoint: a microsecond or so), so that merging
+/// after a checkpoint never holds clients up for long.
+pub const LAYERS_MERGED_PER_LOCK: usize = 32;
 /// Longest client name accepted by `CLIENT SETNAME`.
 pub const CLIENT_NAME_BYTES_MAX: usize = 4096;
 /// Largest offset `SETRANGE`/`APPEND` may grow a string to (Redis: 512 MiB).

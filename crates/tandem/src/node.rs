@@ -157,6 +157,7 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         tokio::spawn(watch_memory(shared.clone())),
         tokio::spawn(stop_on_signal(shared.clone())),
         tokio::spawn(take_checkpoints(shared.clone())),
+        tokio::spawn(merge_checkpoint_layers(shared.clone())),
         tokio::spawn(flush_log(shared.clone())),
     ];
     if let Some(mut archive) = shared.config.archive.clone() {
@@ -348,6 +349,25 @@ async fn expire_keys(shared: Arc<Shared>) {
             if deleted < limits::EXPIRY_KEYS_PER_PASS_MAX / 4 {
                 break;
             }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Ten times a second, merges the buckets a checkpoint held (and a write
+/// layered over) back into plain ones once the checkpoint has written them,
+/// a few under the lock at a time so that clients wait for no more than a
+/// few microseconds. Bounded: each pass visits each layer at most once.
+async fn merge_checkpoint_layers(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let mut left = shared.db.merge_released_layers(0);
+        while left > 0 {
+            let batch = left.min(limits::LAYERS_MERGED_PER_LOCK);
+            shared.db.merge_released_layers(batch);
+            left -= batch;
             tokio::task::yield_now().await;
         }
     }

@@ -2,7 +2,9 @@
 //! point of the checkpoint write, or by `kill -9` at random while
 //! checkpoints are written under load, restarts with every acknowledged
 //! write (`appendfsync always`) and never loads a partial checkpoint; an
-//! fsync error fails the checkpoint, is reported, and leaves nothing behind.
+//! fsync error fails the checkpoint, is reported, and leaves nothing behind;
+//! writes during checkpoints (layered over the buckets a checkpoint holds)
+//! are merged back and survive a crash.
 
 mod checkpoint_support;
 
@@ -163,5 +165,80 @@ fn random_kill_during_checkpoints_keeps_every_acknowledged_write() {
     let loaded: u64 = process.info_field("checkpoint_loaded_id").parse().unwrap();
     assert!(loaded > 0, "some checkpoint was loaded");
     assert_eq!(process.info_field("checkpoint_skipped_at_start"), "0", "no partial checkpoint is ever named as one");
+    process.kill();
+}
+
+/// Keys loaded before the layering test's checkpoints: about 12 a bucket,
+/// so a bucket a checkpoint holds is layered over, not copied.
+const LAYERED_KEYS: u64 = 200_000;
+
+fn load_keys(process: &Process) {
+    let mut connection = process.connect().unwrap();
+    for chunk in (0..LAYERED_KEYS).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for index in chunk {
+            pipe.cmd("SET").arg(format!("key:{index}")).arg(format!("initial:{index}")).ignore();
+        }
+        let _: () = pipe.query(&mut connection).unwrap();
+    }
+}
+
+fn assert_values(process: &Process, last: &std::collections::HashMap<u64, String>) {
+    let mut connection = process.connect().unwrap();
+    for chunk in (0..LAYERED_KEYS).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for index in chunk {
+            pipe.cmd("GET").arg(format!("key:{index}"));
+        }
+        let values: Vec<Option<String>> = pipe.query(&mut connection).unwrap();
+        for (index, value) in chunk.iter().zip(values) {
+            let expected = last.get(index).cloned().unwrap_or_else(|| format!("initial:{index}"));
+            assert_eq!(value.as_deref(), Some(&expected[..]), "key:{index}");
+        }
+    }
+}
+
+#[test]
+fn writes_during_checkpoints_layer_over_held_buckets_merge_back_and_survive_a_crash() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let process = Process::start(&data_dir, MANUAL, None);
+    load_keys(&process);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, mut connection) = (stop.clone(), process.connect().unwrap());
+        std::thread::spawn(move || {
+            let mut rng = rand::thread_rng();
+            let mut last = std::collections::HashMap::new();
+            for round in 0u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let index = rng.gen_range(0..LAYERED_KEYS);
+                let value = format!("write:{round}");
+                let _: () = redis::cmd("SET").arg(format!("key:{index}")).arg(&value).query(&mut connection).unwrap();
+                last.insert(index, value);
+            }
+            last
+        })
+    };
+    let mut connection = process.connect().unwrap();
+    for level in ["FULL", "INCREMENTAL", "FULL"] {
+        let _: u64 = redis::cmd("CHECKPOINT").arg(level).query(&mut connection).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    let created: u64 = process.info_field("checkpoint_layers_created").parse().unwrap();
+    assert!(created > 0, "writes to held buckets made layers ({} writes)", last.len());
+    // Every layer is merged back once the checkpoints let go (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while process.info_field("checkpoint_layers_pending") != "0" {
+        assert!(std::time::Instant::now() < deadline, "layers still pending: {}", process.stderr_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_values(&process, &last);
+    process.kill();
+    let process = Process::start(&data_dir, MANUAL, None);
+    assert_values(&process, &last);
     process.kill();
 }

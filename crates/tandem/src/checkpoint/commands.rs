@@ -105,4 +105,7 @@ pub fn info(shared: &Shared, text: &mut String) {
     line("checkpoint_loaded_id", &loaded_id);
     line("checkpoint_loaded_index", &loaded_index);
     line("checkpoint_skipped_at_start", &status.skipped_at_start);
+    let (layers_created, layers_pending) = shared.db.with_keyspace(|keyspace| keyspace.layer_counts());
+    line("checkpoint_layers_created", &layers_created);
+    line("checkpoint_layers_pending", &layers_pending);
 }

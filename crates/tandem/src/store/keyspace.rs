@@ -13,9 +13,10 @@
 //!
 //! The buckets live in a tree of shared nodes ([`super::buckets`]):
 //! [`Keyspace::snapshot`] shares it (one pointer copy, for any dataset size),
-//! and a later write copies the path to its bucket, and that bucket, if a
-//! snapshot still holds them. That is the copy-before-write that lets a
-//! checkpoint cut the state without stalling clients.
+//! and a later write copies the path to its bucket if a snapshot still holds
+//! it, and layers the bucket over the held one instead of copying it (see
+//! [`Bucket`]). That is the copy-before-write that lets a checkpoint cut the
+//! state without stalling clients, at the cost of one entry per written key.
 //!
 //! Incremental checkpoints: every bucket write stamps the bucket with the
 //! current *generation*; [`Keyspace::cut`] closes a generation, so the
@@ -162,7 +163,7 @@ impl Keyspace {
     /// The entry under `key` even if its deadline passed (the write path
     /// uses this to delete it through an effect first).
     pub fn get_including_expired(&self, key: &[u8]) -> Option<&Entry> {
-        self.buckets.get(bucket_of(key)).entries.get(key)
+        self.buckets.get(bucket_of(key)).get(key)
     }
 
     /// Looks up `keys` and reads the first byte of each value found, for
@@ -184,7 +185,7 @@ impl Keyspace {
 
     /// A frozen view of the current state; see the module comment.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot::new(self.buckets.clone(), self.counts.keys)
+        Snapshot::new(self.buckets.freeze(), self.counts.keys)
     }
 
     /// Takes a checkpoint's cut: the snapshot, for an incremental based on
@@ -195,6 +196,20 @@ impl Keyspace {
         let snapshot = self.snapshot();
         let generation = self.advance_generation();
         Cut { snapshot, generation, changed_since }
+    }
+
+    /// Merges up to `budget` checkpoint layers whose frozen bucket the
+    /// checkpoint has let go of (see [`Bucket`]); returns how many layers
+    /// may remain. A write to a layer merges it too; this catches the rest,
+    /// whose reads would otherwise look in two maps.
+    pub fn merge_released_layers(&mut self, budget: usize) -> usize {
+        self.buckets.merge_released(budget)
+    }
+
+    /// Checkpoint layers made so far, and how many buckets may still be
+    /// layers (listed for merging; see [`Bucket`]).
+    pub fn layer_counts(&self) -> (u64, usize) {
+        self.buckets.layer_counts()
     }
 
     /// Closes the current generation and returns it (after a restore, the
@@ -217,12 +232,8 @@ impl Keyspace {
         let expiring = entry.expire_at_ms != 0;
         let index = bucket_of(key);
         let bucket = self.buckets.make_mut(index, self.generation);
-        // Overwriting keeps the stored key: no allocation, no second hash.
-        let previous = match bucket.entries.get_mut(key) {
-            Some(slot) => Some(std::mem::replace(slot, entry)),
-            None => bucket.entries.insert(Key::from(key), entry),
-        };
-        let was_expiring = previous.as_ref().is_some_and(|old| old.expire_at_ms != 0);
+        let previous = bucket.insert(key, entry);
+        let was_expiring = previous.is_some_and(|deadline| deadline != 0);
         if was_expiring != expiring {
             if expiring {
                 bucket.expiring += 1;
@@ -238,11 +249,10 @@ impl Keyspace {
 
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let index = bucket_of(key);
-        if !self.buckets.get(index).entries.contains_key(key) {
-            return None;
-        }
+        // Absent: no write, so no copy of a held bucket's path.
+        self.buckets.get(index).get(key)?;
         let bucket = self.buckets.make_mut(index, self.generation);
-        let removed = bucket.entries.remove(key)?;
+        let removed = bucket.remove(key)?;
         if removed.expire_at_ms != 0 {
             bucket.expiring -= 1;
             self.counts.change_expiring(index, false);
@@ -253,11 +263,11 @@ impl Keyspace {
 
     fn set_expiry(&mut self, key: &[u8], at_ms: u64) {
         let index = bucket_of(key);
-        if !self.buckets.get(index).entries.contains_key(key) {
+        if self.buckets.get(index).get(key).is_none() {
             return;
         }
         let bucket = self.buckets.make_mut(index, self.generation);
-        let entry = bucket.entries.get_mut(key).expect("checked above");
+        let entry = bucket.get_mut(key).expect("checked above");
         let before = entry.expire_at_ms != 0;
         entry.expire_at_ms = at_ms;
         if before != (at_ms != 0) {
@@ -277,8 +287,7 @@ impl Keyspace {
         if self.get_including_expired(key).is_none() {
             self.insert(key, Entry { value: make(), expire_at_ms: 0 });
         }
-        let entry =
-            self.buckets.make_mut(bucket_of(key), self.generation).entries.get_mut(key).expect("inserted above");
+        let entry = self.buckets.make_mut(bucket_of(key), self.generation).get_mut(key).expect("inserted above");
         &mut entry.value
     }
 
@@ -460,7 +469,9 @@ impl Keyspace {
 
     fn flush(&mut self) {
         // Every bucket is stamped: the next incremental records them all, emptied.
+        let created = self.buckets.layer_counts().0;
         self.buckets = Buckets::empty(self.generation);
+        self.buckets.count_layers_from(created);
         self.counts = Counts::new();
     }
 
@@ -500,7 +511,7 @@ impl Keyspace {
                 bucket_index += BUCKETS_PER_LEAF;
                 continue;
             }
-            for (key, entry) in self.buckets.get(bucket_index).entries.iter() {
+            for (key, entry) in self.buckets.get(bucket_index).iter() {
                 seen += 1;
                 if keep(key, entry) {
                     found.push(Bytes::copy_from_slice(key));
@@ -526,7 +537,7 @@ impl Keyspace {
         (0..LEAF_COUNT)
             .filter(|&leaf| self.counts.leaf_keys[leaf] != 0)
             .flat_map(|leaf| self.buckets.leaf(leaf))
-            .flat_map(|bucket| bucket.entries.iter())
+            .flat_map(|bucket| bucket.iter())
             .filter(move |(_, entry)| !entry.is_expired(now_ms))
     }
 
@@ -556,7 +567,7 @@ impl Keyspace {
             }
             for bucket in self.buckets.leaf(leaf) {
                 if n < bucket.len() {
-                    return bucket.entries.iter().nth(n).expect("n < len");
+                    return bucket.iter().nth(n).expect("n < len");
                 }
                 n -= bucket.len();
             }
@@ -584,7 +595,7 @@ impl Keyspace {
             }
             let bucket = self.buckets.get(at);
             if bucket.expiring > 0 {
-                for (key, entry) in bucket.entries.iter() {
+                for (key, entry) in bucket.iter() {
                     examined += 1;
                     if entry.is_expired(now_ms) {
                         expired.push(Bytes::copy_from_slice(key));
@@ -602,7 +613,7 @@ impl Keyspace {
     pub fn digest(&self) -> u64 {
         self.buckets
             .iter()
-            .flat_map(|bucket| bucket.entries.iter())
+            .flat_map(|bucket| bucket.iter())
             .map(|(key, entry)| entry_digest(key, entry))
             .fold(0u64, u64::wrapping_add)
     }
@@ -614,15 +625,16 @@ impl Keyspace {
         let mut leaf_keys = vec![0u32; LEAF_COUNT];
         let mut leaf_expiring = vec![0u32; LEAF_COUNT];
         for (index, bucket) in self.buckets.iter().enumerate() {
-            let bucket_expiring = bucket.entries.values().filter(|entry| entry.expire_at_ms != 0).count();
+            bucket.check_layer();
+            let bucket_expiring = bucket.iter().filter(|(_, entry)| entry.expire_at_ms != 0).count();
             assert_eq!(bucket.expiring as usize, bucket_expiring, "bucket {index} expiring count");
-            for (key, entry) in bucket.entries.iter() {
+            for (key, entry) in bucket.iter() {
                 assert_eq!(bucket_of(key), index, "key in the wrong bucket");
                 assert!(!entry.value.is_empty_aggregate(), "empty aggregate stored");
             }
-            keys += bucket.entries.len();
+            keys += bucket.len();
             expiring += bucket_expiring;
-            leaf_keys[leaf_of(index)] += bucket.entries.len() as u32;
+            leaf_keys[leaf_of(index)] += bucket.len() as u32;
             leaf_expiring[leaf_of(index)] += bucket_expiring as u32;
         }
         assert_eq!(self.counts.keys, keys, "key count");
@@ -725,6 +737,7 @@ fn list_mut(value: &mut Value) -> &mut ListValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::{any, prop_oneof, Just, Strategy};
 
     fn b(text: &str) -> Bytes {
         Bytes::copy_from_slice(text.as_bytes())
@@ -914,5 +927,152 @@ mod tests {
         keyspace.apply(&Effect::ListTrim { key: b("l"), start: 0, stop: 0, keep_none: true });
         assert!(keyspace.get(b"l", 0).is_none());
         keyspace.check_counts();
+    }
+
+    /// An operation of the layering property test.
+    #[derive(Debug, Clone)]
+    enum LayerOp {
+        Set(usize, u8),
+        Append(usize, u8),
+        Delete(usize),
+        Expire(usize, u64),
+        Rename(usize, usize),
+        HashSet(usize, u8),
+        Freeze,
+        Release(usize),
+        Merge,
+    }
+
+    /// Keys that all fall into one bucket: strings first, then hash keys.
+    fn one_bucket_keys() -> Vec<Bytes> {
+        let target = bucket_of(b"p:0");
+        (0..).map(|index| b(&format!("p:{index}"))).filter(|key| bucket_of(key) == target).take(24).collect()
+    }
+    const STRING_KEYS: usize = 20;
+
+    fn layer_op() -> impl Strategy<Value = LayerOp> {
+        let key = 0..STRING_KEYS;
+        prop_oneof![
+            4 => (key.clone(), any::<u8>()).prop_map(|(key, value)| LayerOp::Set(key, value)),
+            1 => (key.clone(), any::<u8>()).prop_map(|(key, value)| LayerOp::Append(key, value)),
+            2 => key.clone().prop_map(LayerOp::Delete),
+            1 => (key.clone(), 1..1000u64).prop_map(|(key, at)| LayerOp::Expire(key, at)),
+            1 => (key.clone(), key).prop_map(|(from, to)| LayerOp::Rename(from, to)),
+            1 => (STRING_KEYS..24, any::<u8>()).prop_map(|(key, field)| LayerOp::HashSet(key, field)),
+            1 => Just(LayerOp::Freeze),
+            1 => any::<usize>().prop_map(LayerOp::Release),
+            1 => Just(LayerOp::Merge),
+        ]
+    }
+
+    type Model = std::collections::BTreeMap<Vec<u8>, Entry>;
+
+    fn apply_to_model(model: &mut Model, effect: &Effect) {
+        match effect {
+            Effect::Set { key, value, .. } => {
+                model.insert(key.to_vec(), Entry { value: Value::String(blob(value)), expire_at_ms: 0 });
+            }
+            Effect::Append { key, value } => {
+                let entry =
+                    model.entry(key.to_vec()).or_insert(Entry { value: Value::String(blob(b"")), expire_at_ms: 0 });
+                let Value::String(old) = &entry.value else { unreachable!("string keys only") };
+                entry.value = Value::String([&old[..], &value[..]].concat().into_boxed_slice());
+            }
+            Effect::Delete { key } => {
+                model.remove(&key[..]);
+            }
+            Effect::ExpireAt { key, at_ms } => {
+                if let Some(entry) = model.get_mut(&key[..]) {
+                    entry.expire_at_ms = *at_ms;
+                }
+            }
+            Effect::Rename { from, to } => {
+                if let Some(entry) = model.remove(&from[..]) {
+                    model.insert(to.to_vec(), entry);
+                }
+            }
+            Effect::HashSet { key, pairs } => {
+                let entry = model.entry(key.to_vec()).or_insert(Entry { value: new_hash(), expire_at_ms: 0 });
+                let Value::Hash(hash) = &mut entry.value else { unreachable!("hash keys only") };
+                for (field, value) in pairs {
+                    Arc::make_mut(hash).insert(Key::from(&field[..]), blob(value));
+                }
+            }
+            other => unreachable!("not generated: {other:?}"),
+        }
+    }
+
+    fn live_view(keyspace: &Keyspace) -> Model {
+        let (_, keys) = keyspace.scan(0, usize::MAX, |_, _| true);
+        keys.iter().map(|key| (key.to_vec(), keyspace.get_including_expired(key).unwrap().clone())).collect()
+    }
+
+    fn frozen_view(snapshot: &Snapshot) -> Model {
+        snapshot
+            .buckets()
+            .flat_map(|bucket| bucket.entries())
+            .map(|(key, entry)| (key.to_vec(), entry.clone()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// Writes during snapshots (layers over held buckets, merged when
+        /// released or written) leave every snapshot as it was cut and the
+        /// live state as a plain map says; the counts stay exact throughout.
+        #[test]
+        fn layered_buckets_keep_every_snapshot_and_the_live_state(
+            ops in proptest::collection::vec(layer_op(), 1..160),
+        ) {
+            let keys = one_bucket_keys();
+            let mut keyspace = Keyspace::new();
+            let mut model = Model::new();
+            let mut held: Vec<(Snapshot, Model)> = Vec::new();
+            for key in &keys[..STRING_KEYS] {
+                let effect = Effect::Set { key: key.clone(), value: b("seed"), ttl: Ttl::Clear };
+                keyspace.apply(&effect);
+                apply_to_model(&mut model, &effect);
+            }
+            for op in ops {
+                let effect = match op {
+                    LayerOp::Set(key, value) => Some(Effect::Set { key: keys[key].clone(), value: Bytes::from(vec![value]), ttl: Ttl::Clear }),
+                    LayerOp::Append(key, value) => Some(Effect::Append { key: keys[key].clone(), value: Bytes::from(vec![value]) }),
+                    LayerOp::Delete(key) => Some(Effect::Delete { key: keys[key].clone() }),
+                    LayerOp::Expire(key, at_ms) => Some(Effect::ExpireAt { key: keys[key].clone(), at_ms }),
+                    LayerOp::Rename(from, to) => Some(Effect::Rename { from: keys[from].clone(), to: keys[to].clone() }),
+                    LayerOp::HashSet(key, field) => Some(Effect::HashSet { key: keys[key].clone(), pairs: vec![(Bytes::from(vec![field]), b("v"))] }),
+                    LayerOp::Freeze => {
+                        held.push((keyspace.snapshot(), model.clone()));
+                        None
+                    }
+                    LayerOp::Release(which) => {
+                        if !held.is_empty() {
+                            let (snapshot, expected) = held.remove(which % held.len());
+                            proptest::prop_assert_eq!(frozen_view(&snapshot), expected);
+                        }
+                        None
+                    }
+                    LayerOp::Merge => {
+                        let left = keyspace.merge_released_layers(usize::MAX);
+                        proptest::prop_assert!(left <= held.len(), "only held buckets stay layers");
+                        None
+                    }
+                };
+                if let Some(effect) = effect {
+                    keyspace.apply(&effect);
+                    apply_to_model(&mut model, &effect);
+                }
+                keyspace.check_counts();
+                proptest::prop_assert_eq!(live_view(&keyspace), model.clone());
+            }
+            for (snapshot, expected) in &held {
+                proptest::prop_assert_eq!(frozen_view(snapshot), expected.clone());
+            }
+            drop(held);
+            proptest::prop_assert_eq!(keyspace.merge_released_layers(usize::MAX), 0);
+            proptest::prop_assert!(!keyspace.buckets.get(bucket_of(&keys[0])).is_layer());
+            proptest::prop_assert_eq!(live_view(&keyspace), model);
+        }
     }
 }
