@@ -8,6 +8,7 @@
 //!   lock (`Database::checkpoint_cut`: shares the root of the bucket tree,
 //!   one pointer copy), writes in the background on idle CPU time, then
 //!   retention and log truncation.
+//! * [`writer_thread`] — the long-lived thread, at nice 10, that writes them.
 //! * [`format`](mod@format) — the file: versioned header, CRC32C-checked chunks of
 //!   bucket records, footer with counts and whole-file CRC32C
 //!   (spec: `docs/checkpoint-format.md`).
@@ -36,6 +37,7 @@ pub mod format;
 pub mod policy;
 pub mod restore;
 pub mod service;
+pub mod writer_thread;
 
 pub use format::Kind;
 pub use restore::{Loaded, RestoreError, Skipped, Verified};

@@ -23,6 +23,7 @@ use super::file::{self, Listed};
 use super::format::{Header, Kind};
 use super::policy::{self, Decision, Observed, Schedule};
 use super::restore::{Loaded, Verified};
+use super::writer_thread::WriterThread;
 use crate::db::{unix_ms, Database};
 use crate::store::keyspace::BUCKET_COUNT;
 
@@ -38,7 +39,7 @@ use crate::store::keyspace::BUCKET_COUNT;
 /// lets go. A 5M-key bench run with `SCHED_IDLE` saw one client wait 79 ms at
 /// a cut (likely that; not traced). At nice 10 the writer still gets about a
 /// tenth of a contended CPU, so such a wait stays short. Best effort: a failure only costs latency, so it is logged.
-fn lower_thread_priority() {
+pub(super) fn lower_thread_priority() {
     // SAFETY: setpriority on our own thread id only changes this thread's nice value
     // (Linux treats a thread id as a process id here).
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, current_thread_id(), CHECKPOINT_THREAD_NICE) };
@@ -158,6 +159,8 @@ pub struct Checkpointer {
     /// The first log index a peer still needs (0: none): retention keeps the log from
     /// there, so a standby that reconnects catches up from the log.
     log_hold: std::sync::atomic::AtomicU64,
+    /// Runs each checkpoint's write.
+    writer: WriterThread,
 }
 
 /// A checkpoint started in the background.
@@ -198,7 +201,12 @@ impl Checkpointer {
             last_full_ms: full.map_or(started_unix_ms, |full| full.created_unix_ms.max(started_unix_ms)),
             last_any_ms: tip.map_or(started_unix_ms, |tip| tip.created_unix_ms.max(started_unix_ms)),
         };
-        Checkpointer { settings, state: Mutex::new(state), log_hold: Default::default() }
+        Checkpointer {
+            settings,
+            state: Mutex::new(state),
+            log_hold: Default::default(),
+            writer: WriterThread::default(),
+        }
     }
 
     /// The settings in force.
@@ -286,13 +294,12 @@ impl Checkpointer {
         let checkpointer = Arc::clone(self);
         let generation = cut.generation;
         let failed_header = header.clone();
-        let spawned = std::thread::Builder::new().name("tandem-checkpoint".into()).spawn(move || {
-            lower_thread_priority();
+        let spawned = self.writer.run(Box::new(move || {
             let buckets = cut.into_buckets();
             let written = file::write(&checkpointer.settings.dir, &header, buckets, &mut |_| {});
             let outcome = checkpointer.finish(&header, generation, written, started, stall);
             let _ = sender.send(outcome);
-        });
+        }));
         if let Err(error) = spawned {
             let written: Result<_, String> = Err(format!("cannot start the checkpoint thread: {error}"));
             let outcome = self.finish(&failed_header, generation, written, started, stall);

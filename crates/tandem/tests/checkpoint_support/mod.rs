@@ -98,7 +98,8 @@ pub fn flip_byte(path: &Path, offset: u64) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// A real `tandem server` process.
+/// A real `tandem server` process; killed when dropped, so a failing test
+/// leaves no server behind.
 pub struct Process {
     pub child: Child,
     pub port: u16,
@@ -182,5 +183,14 @@ impl Process {
         info.lines()
             .find_map(|line| line.strip_prefix(&format!("{name}:")).map(|value| value.trim().to_string()))
             .unwrap_or_else(|| panic!("no {name} in INFO"))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
