@@ -350,9 +350,13 @@ fn with_requirepass_the_endpoint_answers_only_after_auth() {
     for node in &mut cluster.nodes {
         node.spawn();
     }
-    let port = sentinels[0];
-    poll_until(CONVERGE_TIMEOUT, "the endpoint answers", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    let mut connection = sentinel_connection(port);
+    // Both restarted nodes' endpoints: the second one is used at the end.
+    for port in sentinels {
+        poll_until(CONVERGE_TIMEOUT, "the endpoint answers", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+    let mut connection = sentinel_connection(sentinels[0]);
     let refused = redis::cmd("SENTINEL").arg("masters").query::<redis::Value>(&mut connection).unwrap_err();
     assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
     let wrong = redis::cmd("AUTH").arg("nope").query::<String>(&mut connection).unwrap_err();
