@@ -43,6 +43,9 @@ fn metrics_report_commands_keys_clients_log_and_fsync_latency() {
     // appendfsync always: every acknowledged SET was fsynced, and each fsync was timed.
     assert!(metric(&response, "tandem_log_fsync_seconds_count") >= 1.0, "{response}");
     assert!(metric(&response, "tandem_used_memory_bytes") > 0.0);
+    // No checkpoint held a bucket while it was written.
+    assert_eq!(metric(&response, "tandem_checkpoint_layers_created_total"), 0.0, "{response}");
+    assert_eq!(metric(&response, "tandem_checkpoint_layers_pending"), 0.0, "{response}");
 
     let health = http_get(admin_port, "/health");
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");

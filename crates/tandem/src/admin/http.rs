@@ -128,12 +128,15 @@ impl WitnessAdmin {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> String {
-    let (keys, expiring) = shared.db.with_keyspace(|keyspace| (keyspace.len(), keyspace.expiring_len()));
+    let (keys, expiring, (layers_created, layers_pending)) =
+        shared.db.with_keyspace(|keyspace| (keyspace.len(), keyspace.expiring_len(), keyspace.layer_counts()));
     metrics::counter!("tandem_commands_processed_total").absolute(shared.metrics.commands_processed.get());
     metrics::counter!("tandem_expired_keys_total").absolute(shared.metrics.expired_keys.get());
     metrics::gauge!("tandem_connected_clients").set(shared.metrics.connected_clients.get() as f64);
     metrics::gauge!("tandem_keys").set(keys as f64);
     metrics::gauge!("tandem_keys_with_expiry").set(expiring as f64);
+    metrics::counter!("tandem_checkpoint_layers_created_total").absolute(layers_created);
+    metrics::gauge!("tandem_checkpoint_layers_pending").set(layers_pending as f64);
     metrics::counter!("tandem_log_appended_bytes_total").absolute(shared.db.log_bytes());
     let log = shared.db.log_counters();
     metrics::counter!("tandem_log_segments_created_total").absolute(log.segments_created);
