@@ -96,6 +96,17 @@ impl Cluster {
         wait_until("a leader", || async { self.leader() }).await
     }
 
+    /// A started group whose leader was promoted active (epoch 1) and whose members all
+    /// applied it; returns the group, the leader and that state.
+    async fn start_with_leader_active() -> (Cluster, NodeId, ControlState) {
+        let cluster = Cluster::start().await;
+        let leader = cluster.wait_for_leader().await;
+        let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
+        assert_eq!(propose(&cluster.nodes[&leader], promote).await, ControlResponse::Applied { epoch: 1 });
+        let state = cluster.wait_for_converged_state().await;
+        (cluster, leader, state)
+    }
+
     async fn wait_for_converged_state(&self) -> ControlState {
         wait_until("every member's state to converge", || async {
             let states: Vec<ControlState> = self.nodes.values().map(ControlNode::state).collect();
@@ -181,11 +192,7 @@ async fn leader_crash_elects_other_data_node_with_witness_vote_never_the_witness
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_members_keep_vote_log_and_state() {
-    let mut cluster = Cluster::start().await;
-    let leader = cluster.wait_for_leader().await;
-    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
-    propose(&cluster.nodes[&leader], promote).await;
-    let before = cluster.wait_for_converged_state().await;
+    let (mut cluster, _, before) = Cluster::start_with_leader_active().await;
     let saved: BTreeMap<NodeId, (Vote<NodeId>, Option<u64>)> = cluster
         .nodes
         .iter()
@@ -299,12 +306,8 @@ async fn a_member_starting_after_the_group_formed_joins_without_an_election() {
 /// the data node's log up to date, and stands aside; the data node leads, and commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_witness_unsticks_a_data_node_whose_log_is_behind_then_hands_it_the_leadership() {
-    let mut cluster = Cluster::start().await;
-    let leader = cluster.wait_for_leader().await;
+    let (mut cluster, leader, _) = Cluster::start_with_leader_active().await;
     let other = if leader == NODE_A { NODE_B } else { NODE_A };
-    let promote = ControlCommand::Promote { node: leader, expected_epoch: 0, force: false };
-    assert_eq!(propose(&cluster.nodes[&leader], promote).await, ControlResponse::Applied { epoch: 1 });
-    cluster.wait_for_converged_state().await;
 
     // The other data node is down while the leader and the witness commit without it.
     cluster.crash(other).await;
@@ -360,11 +363,7 @@ async fn an_active_that_does_not_lead_holds_its_lease_by_the_other_data_nodes_gr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirm_on_a_restarted_leader_reports_the_epoch_the_others_moved_to() {
-    let mut cluster = Cluster::start().await;
-    let old = cluster.wait_for_leader().await;
-    let promote = ControlCommand::Promote { node: old, expected_epoch: 0, force: false };
-    propose(&cluster.nodes[&old], promote).await;
-    cluster.wait_for_converged_state().await;
+    let (mut cluster, old, _) = Cluster::start_with_leader_active().await;
     cluster.crash(old).await;
     let survivor = if old == NODE_A { NODE_B } else { NODE_A };
     assert_eq!(cluster.wait_for_leader().await, survivor);

@@ -363,7 +363,7 @@ async fn merge_checkpoint_layers(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let mut left = shared.db.merge_released_layers(0);
+        let mut left = shared.db.with_keyspace(|keyspace| keyspace.layer_counts().1);
         while left > 0 {
             let batch = left.min(limits::LAYERS_MERGED_PER_LOCK);
             shared.db.merge_released_layers(batch);

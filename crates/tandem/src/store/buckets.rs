@@ -202,11 +202,12 @@ impl Bucket {
     /// a layer over it (over its base, if `held` is itself a layer: that
     /// copies only what `held` changed). Nothing of `held` is copied.
     pub(super) fn over(held: &Arc<Bucket>) -> Bucket {
-        let base = match &held.base {
-            None => Base { frozen: Arc::clone(held), shadowed: KeySet::default() },
-            Some(base) => Base { frozen: Arc::clone(&base.frozen), shadowed: base.shadowed.clone() },
+        let (own, base) = match &held.base {
+            None => (Map::default(), Base { frozen: Arc::clone(held), shadowed: KeySet::default() }),
+            Some(base) => {
+                (held.own.clone(), Base { frozen: Arc::clone(&base.frozen), shadowed: base.shadowed.clone() })
+            }
         };
-        let own = if held.base.is_some() { held.own.clone() } else { Map::default() };
         Bucket { own, base: Some(Box::new(base)), expiring: held.expiring, generation: held.generation }
     }
 
@@ -383,10 +384,11 @@ impl Buckets {
         bucket
     }
 
-    /// Continues the count of layers made from `created` (a new tree
-    /// replacing an older one).
-    pub fn count_layers_from(&mut self, created: u64) {
-        self.layers_created = created;
+    /// Empties every bucket, stamped with `generation` (`FLUSHALL`); the
+    /// count of layers made goes on.
+    pub fn clear(&mut self, generation: u64) {
+        let layers_created = self.layers_created;
+        *self = Buckets { layers_created, ..Buckets::empty(generation) };
     }
 
     /// Layers made so far, and how many buckets may still be layers.

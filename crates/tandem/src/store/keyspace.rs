@@ -469,9 +469,7 @@ impl Keyspace {
 
     fn flush(&mut self) {
         // Every bucket is stamped: the next incremental records them all, emptied.
-        let created = self.buckets.layer_counts().0;
-        self.buckets = Buckets::empty(self.generation);
-        self.buckets.count_layers_from(created);
+        self.buckets.clear(self.generation);
         self.counts = Counts::new();
     }
 
