@@ -136,8 +136,17 @@ fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() 
     assert!(info.contains("tandem_failovers:1"), "{info}");
     let value: String = redis::cmd("GET").arg("via-address").query(&mut moved).unwrap();
     assert_eq!(value, "1", "the write made through the address before the failover survived");
-    let runs = std::fs::read_to_string(marker.path()).unwrap();
-    assert!(runs.contains(&format!("2 active 2 {address}")), "on_role_change ran on promotion: {runs}");
+    // The command runs beside the node: wait for it, bounded.
+    let mut runs = String::new();
+    poll_until(CONVERGE_TIMEOUT, "on_role_change ran on the promotion", || {
+        runs = std::fs::read_to_string(marker.path()).unwrap();
+        runs.contains(&format!("2 active 2 {address}"))
+    });
+    assert!(runs.contains(&format!("1 active 1 {address}")), "and on the first promotion: {runs}");
+    assert!(
+        !runs.contains("1 standby 1") && !runs.contains("2 standby 2"),
+        "a node its own promotion made current takes the role without a standby step at the new epoch: {runs}"
+    );
     let metrics = http_get(cluster.nodes[1].admin_port.expect("an admin port"), "/metrics");
     for (name, value) in [("tandem_failovers_total", 1.0), ("tandem_role", 1.0), ("tandem_epoch", 2.0)] {
         assert_eq!(metric(&metrics, name), value, "{name}");

@@ -214,7 +214,11 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
         }
         if let Some(command) = command {
             if retry.due() {
-                propose(&control, command, &mut retry).await;
+                if let Some(epoch) = propose(&control, command, &mut retry).await {
+                    // Applied by the leader: as good a confirmation as `Confirm`'s (the
+                    // first promotion then takes the role without a standby step first).
+                    freshness.applied_in(epoch);
+                }
             }
         } else if !freshness.confirmed() && retry.due() {
             freshness.confirm(&control, me, &mut retry).await;
@@ -239,7 +243,7 @@ pub async fn run(shared: Arc<Shared>, control: Arc<ControlNode>) {
 /// (seen in the kill-and-rejoin test under CI load, and in the control-plane restart test).
 #[derive(Debug, Default)]
 struct Freshness {
-    /// The epoch the leader applied this node's `Confirm` in.
+    /// The epoch the leader applied this node's `Confirm` (or another of its commands) in.
     confirmed_epoch: Option<u64>,
 }
 
@@ -252,12 +256,19 @@ impl Freshness {
         self.confirmed_epoch.is_some()
     }
 
+    /// Records that the leader applied one of this node's commands in `epoch`.
+    fn applied_in(&mut self, epoch: u64) {
+        if self.confirmed_epoch.is_none() {
+            tracing::info!(epoch, "control plane: this node's control state is current as of this epoch");
+            self.confirmed_epoch = Some(epoch);
+        }
+    }
+
     /// Proposes the `Confirm`; a bounce backs off before the next attempt.
     async fn confirm(&mut self, control: &ControlNode, me: NodeId, retry: &mut Retry) {
         match control.propose(ControlCommand::Confirm { node: me }).await {
             Ok(ControlResponse::Applied { epoch }) => {
-                tracing::info!(epoch, "control plane: this node's control state is current as of this epoch");
-                self.confirmed_epoch = Some(epoch);
+                self.applied_in(epoch);
                 retry.succeeded();
             }
             outcome => {
@@ -290,11 +301,13 @@ fn track_resync(shared: &Shared, state: &ControlState, peer: NodeId, role: Role,
 
 /// Proposes `command`; a refusal is logged (the state moved on or the node is not in
 /// sync), a bounce (no leader, leader unreachable) backs off before the next attempt.
-async fn propose(control: &ControlNode, command: ControlCommand, retry: &mut Retry) {
+/// Returns the epoch the leader applied it in, if it did.
+async fn propose(control: &ControlNode, command: ControlCommand, retry: &mut Retry) -> Option<u64> {
     match control.propose(command.clone()).await {
         Ok(ControlResponse::Applied { epoch }) => {
             tracing::info!(?command, epoch, "control plane: applied");
             retry.succeeded();
+            return Some(epoch);
         }
         Ok(ControlResponse::Refused(refusal)) => {
             tracing::warn!(?command, %refusal, "control plane: refused");
@@ -310,6 +323,7 @@ async fn propose(control: &ControlNode, command: ControlCommand, retry: &mut Ret
             tracing::warn!(?command, %error, wait_ms = wait.as_millis() as u64, "control plane: proposal failed");
         }
     }
+    None
 }
 
 /// A bounded exponential backoff between attempts.
