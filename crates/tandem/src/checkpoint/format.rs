@@ -37,11 +37,11 @@ pub const CHUNK_TARGET_BYTES: usize = 1024 * 1024;
 /// Why: a client request that wakes the event loop on the CPU where the
 /// writer is copying bytes into the page cache waited for that CPU until the
 /// scheduler's next tick (4 ms here: the writer's time slice is protected,
-/// and this kernel does not preempt inside a system call). Traced with
-/// `perf sched`; with 1 MiB writes and no yield, 19 of 120 cuts at 1M keys
-/// kept a client waiting over 1 ms, with 128 KiB writes and a yield after
-/// each, 3 of 120 (README, checkpoints). A yield with nothing else runnable
-/// returns at once.
+/// and this kernel does not preempt inside a system call; traced with
+/// `perf record -e sched:sched_switch`). With 1 MiB writes and no yield, 19
+/// of 120 cuts at 1M keys kept a client waiting over 1 ms; with 128 KiB
+/// writes and a yield after each, 3 of 120 (README, *Checkpoints*). Neither
+/// alone helped. A yield with nothing else runnable returns at once.
 const WRITE_SLICE_BYTES: usize = 128 * 1024;
 /// Largest header accepted when reading (it holds the applied vector and channel state).
 pub const HEADER_BYTES_MAX: u32 = 64 * 1024 * 1024;
