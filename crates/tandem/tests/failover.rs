@@ -188,3 +188,29 @@ fn a_transaction_queued_before_the_active_lost_its_lease_is_refused_at_exec() {
     let exists: i64 = redis::cmd("EXISTS").arg("in-transaction").query(&mut observer).unwrap();
     assert_eq!(exists, 0);
 }
+
+/// The witness and node 2 form the control group first; node 1, the initial active, starts
+/// only after node 2 has gone without hearing an active for several detector timeouts. Its
+/// promotion must stand: node 2 gives a new active one detector timeout from the moment it
+/// learns of it, and reconnects at once, instead of calling it dead (it refused node 2's
+/// sessions until it took the role) and taking over right after the first promotion.
+#[test]
+fn an_initial_active_that_starts_late_keeps_its_role() {
+    let mut cluster = Cluster::start_with_control_plane_without_node_1("ack_mode = \"sync\"");
+    // Longer than the detector's timeout (600 ms by default) with no active at all.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(role(&cluster.nodes[1]), "slave", "without node 1 nothing is promoted");
+    cluster.nodes[0].start();
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    let mut standby = cluster.nodes[1].connection();
+    for _ in 0..20 {
+        assert_eq!(info_field(&mut standby, "tandem_epoch"), "1", "node 2 did not take over");
+        assert_eq!(info_field(&mut standby, "tandem_failovers"), "0");
+        assert_eq!(role(&cluster.nodes[0]), "master");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not even tried (a refusal, had node 1 marked it out of sync first, would hide it).
+    let log = cluster.nodes[1].stderr();
+    assert!(!log.contains("Promote { node: 2"), "node 2 proposed its own promotion:\n{log}");
+}

@@ -299,9 +299,17 @@ impl Replication {
         // A lease computed for another role or epoch is not this one's.
         self.lease_until_nanos.store(0, Ordering::Release);
         let previous = self.role();
+        let previous_epoch = db.epoch();
         db.set_epoch(epoch);
         db.set_writable(role != Role::Standby);
         self.role.store(role.to_u8(), Ordering::Release);
+        if role == Role::Standby && (previous != Role::Standby || epoch != previous_epoch) {
+            // A new active (a new epoch) gets one detector timeout from now to be heard
+            // from: until it has taken the role it refuses this node's sessions, and a
+            // clock started earlier (at this node's start, say) could call it dead
+            // before it ever served (seen at a cluster's formation in the lab test).
+            self.reset_detector();
+        }
         if previous == Role::Standby && role == Role::Active {
             let mut failover = self.failover.lock();
             if let Some(detected) = failover.pending_detection_unix_ms.take() {

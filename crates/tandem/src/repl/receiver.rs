@@ -63,8 +63,16 @@ pub async fn follow(shared: Arc<Shared>) {
         if started.elapsed() > Duration::from_millis(limits::PEER_RECONNECT_MAX_MS) {
             backoff_ms = first_ms;
         }
+        roles.borrow_and_update();
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            // A new epoch names the active anew (it refused sessions until it took the
+            // role): try it at once, and quickly again.
+            changed = roles.changed() => {
+                if changed.is_err() { return }
+                backoff_ms = first_ms;
+                continue;
+            }
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         backoff_ms = (backoff_ms * 2).min(limits::PEER_RECONNECT_MAX_MS);

@@ -93,7 +93,13 @@ impl Cluster {
     /// section such as `[archive]`, where `{node}` becomes the node's id) in each data
     /// node's file before its `[cluster]` section.
     pub fn start_with_sections(extra: &str, top_level: &str) -> Cluster {
-        Cluster::start_with_members_and(extra, true, None, top_level)
+        Cluster::start_with_members_and(extra, true, None, top_level, true)
+    }
+
+    /// As [`Cluster::start_with_control_plane`], with node 1 (the initial active) left
+    /// stopped: the witness and node 2 form the control group without it.
+    pub fn start_with_control_plane_without_node_1(extra: &str) -> Cluster {
+        Cluster::start_with_members_and(extra, true, None, "", false)
     }
 
     fn start_with(extra: &str, control_plane: bool) -> Cluster {
@@ -101,10 +107,16 @@ impl Cluster {
     }
 
     fn start_with_members(extra: &str, control_plane: bool, admin: Option<[&str; 3]>) -> Cluster {
-        Cluster::start_with_members_and(extra, control_plane, admin, "")
+        Cluster::start_with_members_and(extra, control_plane, admin, "", true)
     }
 
-    fn start_with_members_and(extra: &str, control_plane: bool, admin: Option<[&str; 3]>, top_level: &str) -> Cluster {
+    fn start_with_members_and(
+        extra: &str,
+        control_plane: bool,
+        admin: Option<[&str; 3]>,
+        top_level: &str,
+        start_node_1: bool,
+    ) -> Cluster {
         let temp = tempfile::Builder::new().prefix("tandem-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();
         let admin_ports: Vec<Option<u16>> = (0..3).map(|_| admin.map(|_| free_port())).collect();
@@ -162,7 +174,7 @@ impl Cluster {
             })
             .collect();
         let mut cluster = Cluster { _temp: temp, nodes, witness, section };
-        for node in &mut cluster.nodes {
+        for node in cluster.nodes.iter_mut().skip(usize::from(!start_node_1)) {
             node.start();
         }
         cluster
