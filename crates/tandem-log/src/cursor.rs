@@ -9,7 +9,7 @@
 //!   zeros where the writer has since written records.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
 
@@ -70,7 +70,7 @@ impl SegmentCursor {
 
     /// Reads the window afresh at `offset`, at least `length` bytes and about `window_bytes`.
     fn fill(&mut self, offset: u64, length: usize, window_bytes: usize) -> io::Result<&[u8]> {
-        let file_bytes = self.file.metadata()?.len();
+        let file_bytes = self.file_bytes()?;
         let available = file_bytes.saturating_sub(offset);
         let wanted = (length.max(window_bytes) as u64).min(available) as usize;
         if self.window.capacity() > 4 * WINDOW_BYTES && wanted <= WINDOW_BYTES {
@@ -86,8 +86,14 @@ impl SegmentCursor {
     }
 
     /// Length of the file now.
+    ///
+    /// Asked with `lseek` rather than `fstat`: a stat that returns the timestamps marks
+    /// them as seen, and the filesystem then gives the segment's next write a new
+    /// fine-grained mtime (Linux's multigrain timestamps), which makes the writer's next
+    /// `fdatasync` write the inode too. The active reads its newest segment after every
+    /// write it replicates, so its log wrote the inode at nearly every sync.
     pub(crate) fn file_bytes(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        (&self.file).seek(SeekFrom::End(0))
     }
 
     /// True if every byte from `offset` to the end of the file is zero (unwritten space).
