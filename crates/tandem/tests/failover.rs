@@ -82,8 +82,14 @@ fn killing_the_witness_leaves_writes_on_the_active_running() {
 
 /// A loopback service address of its own for this test process (127.0.0.0/8 needs no setup).
 fn service_address() -> String {
+    service_address_on(6390)
+}
+
+/// A loopback service address of this test process; tests that run side by side take
+/// different ports.
+fn service_address_on(port: u16) -> String {
     let pid = std::process::id();
-    format!("127.{}.{}.1:6390", 20 + pid % 200, 1 + (pid / 200) % 250)
+    format!("127.{}.{}.1:{port}", 20 + pid % 200, 1 + (pid / 200) % 250)
 }
 
 fn connect_through(address: &str) -> Option<redis::Connection> {
@@ -153,6 +159,57 @@ fn the_service_address_moves_to_the_new_active_and_role_changes_are_announced() 
     }
     assert_eq!(metric(&metrics, "tandem_service_address_bound"), 1.0);
     assert!(metric(&metrics, "tandem_last_failover_detected_to_promoted_ms") < 60_000.0);
+}
+
+/// The failover's timeline keeps the new active's first bind of the service address: a
+/// lease that lapses afterwards releases the address, and the renewal binds it again (the
+/// address's own stamps show that), but the failover's "address moved" stays when it moved.
+/// (`tandem demo` had reported the last bind, which a loaded CI run saw after the first
+/// write the new active had served through the address.)
+#[test]
+fn a_lease_that_lapses_after_a_failover_rebinds_the_address_but_keeps_the_failovers_first_bind() {
+    let address = service_address_on(6391);
+    let mut cluster =
+        Cluster::start_with_control_plane(&format!("ack_mode = \"sync\"\nservice_address = \"{address}\""));
+    wait_active(&cluster, 0);
+    wait_standby_joined(&cluster);
+    cluster.nodes[0].kill9();
+    wait_active(&cluster, 1);
+    let mut node2 = cluster.nodes[1].connection();
+    poll_until(CONVERGE_TIMEOUT, "node 2 holds the service address", || {
+        info_field(&mut node2, "tandem_service_address_bound") == "1"
+    });
+    let stamp =
+        |connection: &mut redis::Connection, field: &str| -> u64 { info_field(connection, field).parse().unwrap() };
+    let promoted = stamp(&mut node2, "tandem_last_failover_promoted_unix_ms");
+    let first_bind = stamp(&mut node2, "tandem_last_failover_address_bound_unix_ms");
+    assert!(promoted > 0 && first_bind >= promoted, "promoted {promoted}, then bound {first_bind}");
+    assert_eq!(stamp(&mut node2, "tandem_service_address_bound_unix_ms"), first_bind, "one bind so far");
+
+    // Node 1 is dead: without the witness node 2 has no majority, and its lease lapses.
+    cluster.witness.as_mut().expect("a witness").kill9();
+    poll_until(CONVERGE_TIMEOUT, "node 2 released the address", || {
+        info_field(&mut node2, "tandem_service_address_bound") == "0"
+    });
+    cluster.witness.as_mut().expect("a witness").start();
+    poll_until(CONVERGE_TIMEOUT, "node 2 bound the address again", || {
+        info_field(&mut node2, "tandem_service_address_bound") == "1"
+    });
+    let released = stamp(&mut node2, "tandem_service_address_released_unix_ms");
+    let last_bind = stamp(&mut node2, "tandem_service_address_bound_unix_ms");
+    assert!(
+        first_bind <= released && released <= last_bind,
+        "bound {first_bind}, released {released}, bound {last_bind}"
+    );
+    assert!(last_bind > first_bind, "the renewal bound it again: {first_bind} -> {last_bind}");
+    assert_eq!(
+        stamp(&mut node2, "tandem_last_failover_address_bound_unix_ms"),
+        first_bind,
+        "the failover's timeline keeps its first bind"
+    );
+    assert_eq!(info_field(&mut node2, "tandem_failovers"), "1", "a lapsed lease is not a failover");
+    let mut through = connect_through(&address).expect("the address answers again");
+    let _: () = redis::cmd("SET").arg("after-renewal").arg("1").query(&mut through).unwrap();
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -203,8 +203,12 @@ pub struct Round {
     pub detected_ms: Option<u64>,
     /// The control plane made the new active active.
     pub promoted_ms: Option<u64>,
-    /// The new active bound the service address.
+    /// The new active bound the service address (its first bind after the promotion).
     pub address_moved_ms: Option<u64>,
+    /// The new active bound the address again later in the round: its lease lapsed (it
+    /// released the address and refused writes) and was renewed. The last such bind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_bound_again_ms: Option<u64>,
     /// The first write sent after the fault was acknowledged.
     pub first_write_ms: u64,
     /// Fault to first write served: the outage a client sees.
@@ -597,6 +601,10 @@ async fn run_round(
     let audit = workload::audit(cluster.client_address(new_active), &tally.acknowledged).await?;
     let first_write_ms = first_write.duration_since(fault).as_millis() as u64;
     let address_bound = info.text("tandem_service_address_bound") == "1";
+    let address_moved_ms =
+        address_bound.then(|| info.since("tandem_last_failover_address_bound_unix_ms", fault_unix_ms)).flatten();
+    let address_last_bound_ms =
+        address_bound.then(|| info.since("tandem_service_address_bound_unix_ms", fault_unix_ms)).flatten();
     Ok(Round {
         round,
         acknowledged_writes: tally.acknowledged.len() as u64,
@@ -605,9 +613,8 @@ async fn run_round(
         lost_acknowledged_writes: audit.lost,
         detected_ms: info.since("tandem_last_failover_detected_unix_ms", fault_unix_ms),
         promoted_ms: info.since("tandem_last_failover_promoted_unix_ms", fault_unix_ms),
-        address_moved_ms: address_bound
-            .then(|| info.since("tandem_service_address_bound_unix_ms", fault_unix_ms))
-            .flatten(),
+        address_moved_ms,
+        address_bound_again_ms: address_last_bound_ms.filter(|last| Some(*last) > address_moved_ms),
         first_write_ms,
         failover_ms: first_write_ms,
         old_active: active,

@@ -87,6 +87,13 @@ pub fn print_round(round: &Round, service_address: Option<SocketAddr>) {
     }
     let through = if service_address.is_some() { "through the service address" } else { "on node's own address" };
     println!("  {}  first write served {through}", phase(Some(round.first_write_ms)));
+    if let Some(again) = round.address_bound_again_ms {
+        println!(
+            "  {}  address bound again: node {new}'s lease had lapsed (it released the address and refused \
+             writes until the control plane renewed it)",
+            phase(Some(again))
+        );
+    }
     if let Some(lag) = round.archive_lag_records {
         let restore = round.cold_restore_ms.map_or("n/a".to_string(), |ms| format!("{ms} ms"));
         println!(

@@ -183,7 +183,7 @@ async fn take(shared: &Arc<Shared>, form: &mut impl AddressTakeover, holding: &m
             let connected = shared.replication.standby_connected();
             holding.reannounce = Reannounce::started(Instant::now(), connected, form.refresh_interval());
             form.announce();
-            shared.replication.service_address.set_bound(true);
+            shared.replication.note_address_bound();
             last_error.clear();
             tracing::info!(%address, epoch = shared.db.epoch(), "service address bound");
         }

@@ -175,6 +175,11 @@ pub struct FailoverRecord {
     pub detected_unix_ms: u64,
     /// Unix ms when the control plane made this node active, for the last failover.
     pub promoted_unix_ms: u64,
+    /// Unix ms when this node first bound the service address after that promotion (0
+    /// until it has). A lease that lapses later releases the address and a renewal binds
+    /// it again; the service address's own stamps then show that last bind, this one the
+    /// failover's.
+    pub address_bound_unix_ms: u64,
     /// Unix ms the active was first seen dead, while this node has not been promoted yet.
     pending_detection_unix_ms: Option<u64>,
 }
@@ -316,6 +321,7 @@ impl Replication {
                 failover.failovers += 1;
                 failover.detected_unix_ms = detected;
                 failover.promoted_unix_ms = crate::db::unix_ms();
+                failover.address_bound_unix_ms = 0;
             }
         }
         self.role_events.send_replace(RoleEvent { role, epoch, previous });
@@ -325,6 +331,16 @@ impl Replication {
     /// Role changes, newest first (a watch: a slow reader sees the latest).
     pub fn role_events(&self) -> watch::Receiver<RoleEvent> {
         self.role_events.subscribe()
+    }
+
+    /// Records that this node bound the service address now: the first bind after a
+    /// failover's promotion completes that failover's timeline.
+    pub fn note_address_bound(&self) {
+        self.service_address.set_bound(true);
+        let mut failover = self.failover.lock();
+        if failover.promoted_unix_ms != 0 && failover.address_bound_unix_ms == 0 {
+            failover.address_bound_unix_ms = self.service_address.bound_unix_ms();
+        }
     }
 
     /// The standby saw its active dead (`true`) or alive again: the start of a failover's

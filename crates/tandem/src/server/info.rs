@@ -259,6 +259,7 @@ fn replication(shared: &Shared, text: &mut String) {
     }
     line(text, "tandem_last_failover_detected_unix_ms", failover.detected_unix_ms);
     line(text, "tandem_last_failover_promoted_unix_ms", failover.promoted_unix_ms);
+    line(text, "tandem_last_failover_address_bound_unix_ms", failover.address_bound_unix_ms);
     let address = &replication.service_address;
     line(text, "tandem_service_address", cluster.service_endpoint().map(|a| a.to_string()).unwrap_or_default());
     line(text, "tandem_service_address_bound", u8::from(address.is_bound()));
