@@ -601,10 +601,13 @@ async fn run_round(
     let audit = workload::audit(cluster.client_address(new_active), &tally.acknowledged).await?;
     let first_write_ms = first_write.duration_since(fault).as_millis() as u64;
     let address_bound = info.text("tandem_service_address_bound") == "1";
-    let address_moved_ms =
-        address_bound.then(|| info.since("tandem_last_failover_address_bound_unix_ms", fault_unix_ms)).flatten();
     let address_last_bound_ms =
         address_bound.then(|| info.since("tandem_service_address_bound_unix_ms", fault_unix_ms)).flatten();
+    // The failover's first bind; a promotion the node did not record as a failover (no
+    // detection stamp) has none, and then the last bind is all there is.
+    let address_first_bound_ms =
+        address_bound.then(|| info.since("tandem_last_failover_address_bound_unix_ms", fault_unix_ms)).flatten();
+    let address_moved_ms = address_first_bound_ms.or(address_last_bound_ms);
     Ok(Round {
         round,
         acknowledged_writes: tally.acknowledged.len() as u64,
@@ -614,7 +617,8 @@ async fn run_round(
         detected_ms: info.since("tandem_last_failover_detected_unix_ms", fault_unix_ms),
         promoted_ms: info.since("tandem_last_failover_promoted_unix_ms", fault_unix_ms),
         address_moved_ms,
-        address_bound_again_ms: address_last_bound_ms.filter(|last| Some(*last) > address_moved_ms),
+        address_bound_again_ms: address_first_bound_ms
+            .and_then(|first| address_last_bound_ms.filter(|last| *last > first)),
         first_write_ms,
         failover_ms: first_write_ms,
         old_active: active,
