@@ -173,6 +173,16 @@ fn three_generations(data_dir: &std::path::Path, second: Requested) -> (u64, u64
 }
 
 #[test]
+fn opening_a_new_data_directory_makes_its_checkpoint_directory() {
+    // So that the first checkpoint does not fsync the data directory while clients write.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::open(dir.path(), 1, 2).unwrap();
+    assert!(file::directory(dir.path()).is_dir());
+    assert!(checkpoint_files(dir.path()).is_empty(), "made empty, before any checkpoint");
+    node.close();
+}
+
+#[test]
 fn a_restart_loads_the_newest_checkpoint_and_replays_only_the_tail() {
     let dir = tempfile::tempdir().unwrap();
     let (digest, _, second) = three_generations(dir.path(), Requested::Incremental);

@@ -10,6 +10,20 @@ pub fn allocated_bytes() -> u64 {
     tikv_jemalloc_ctl::stats::allocated::read().map_or(0, |bytes| bytes as u64)
 }
 
+/// jemalloc's transparent-huge-page mode: `default` (the kernel decides; in its
+/// usual `madvise` mode, no huge pages), or `always` / `never` when set with
+/// `_RJEM_MALLOC_CONF=thp:…` in the environment (README, "Huge pages"); `unknown`
+/// if it cannot tell.
+pub fn allocator_huge_pages() -> String {
+    // SAFETY: `opt.thp` is one of jemalloc's string-valued keys, so the value read
+    // is a pointer to a null-terminated string that lives as long as the process.
+    let mode = unsafe { tikv_jemalloc_ctl::raw::read_str(b"opt.thp\0") };
+    mode.ok().map_or_else(
+        || "unknown".to_string(),
+        |mode| String::from_utf8_lossy(mode.strip_suffix(b"\0").unwrap_or(mode)).into_owned(),
+    )
+}
+
 /// Resident set size of this process in bytes (0 where /proc is missing).
 pub fn resident_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };

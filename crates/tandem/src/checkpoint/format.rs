@@ -600,11 +600,23 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// How many entries ahead of the one being encoded its value is prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Appends one bucket record: index, key count, then each key's entry.
 fn encode_bucket(index: u32, bucket: &Bucket, out: &mut Vec<u8>) {
     put_varint(out, index as u64);
     put_varint(out, bucket.len() as u64);
-    for (key, entry) in bucket.entries() {
+    // Each value is its own allocation, cold in the cache: copying them one
+    // after another waited for one memory access at a time, three quarters of
+    // the writer's time at 5M keys. Loads asked for `PREFETCH_AHEAD` entries
+    // early overlap.
+    let entries: Vec<(&[u8], &Entry)> = bucket.entries().collect();
+    entries.iter().take(PREFETCH_AHEAD).for_each(|(_, entry)| entry.value.prefetch());
+    for (at, &(key, entry)) in entries.iter().enumerate() {
+        if let Some((_, ahead)) = entries.get(at + PREFETCH_AHEAD) {
+            ahead.value.prefetch();
+        }
         put_bytes(out, key);
         put_varint(out, entry.expire_at_ms);
         match &entry.value {

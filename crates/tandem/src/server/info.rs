@@ -165,6 +165,7 @@ fn memory(shared: &Shared, text: &mut String) {
     line(text, "maxmemory_human", human(maxmemory));
     line(text, "maxmemory_policy", "noeviction");
     line(text, "mem_allocator", "jemalloc");
+    line(text, "mem_allocator_huge_pages", crate::admin::memory::allocator_huge_pages());
 }
 
 fn persistence(shared: &Shared, text: &mut String) {

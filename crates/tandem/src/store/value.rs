@@ -129,6 +129,25 @@ impl Value {
         }
     }
 
+    /// Asks the CPU to start loading the value's own memory into the cache,
+    /// without waiting for it: a reader going through many entries (a
+    /// checkpoint's writer) calls this a few entries ahead, so that their
+    /// cache misses, each value being its own allocation somewhere on the
+    /// heap, overlap instead of coming one after another.
+    pub fn prefetch(&self) {
+        match self {
+            Value::String(bytes) => {
+                // The first four cache lines: a long value's rest streams in anyway.
+                for offset in (0..bytes.len().min(256)).step_by(64) {
+                    prefetch_read(bytes[offset..].as_ptr());
+                }
+            }
+            Value::Hash(hash) => prefetch_read(Arc::as_ptr(hash).cast()),
+            Value::Set(set) => prefetch_read(Arc::as_ptr(set).cast()),
+            Value::List(list) => prefetch_read(Arc::as_ptr(list).cast()),
+        }
+    }
+
     /// Whether the value is an empty aggregate (Redis deletes those keys).
     pub fn is_empty_aggregate(&self) -> bool {
         match self {
@@ -138,6 +157,19 @@ impl Value {
             Value::List(list) => list.is_empty(),
         }
     }
+}
+
+/// A hint to load the cache line at `address`; never reads it, so never faults.
+#[inline(always)]
+fn prefetch_read(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is a hint that cannot fault whatever the address, and
+    // SSE, which it belongs to, is part of every x86-64 CPU.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// What is stored under a key: the value and its expiry deadline.
