@@ -24,6 +24,12 @@ pub fn allocator_huge_pages() -> String {
     )
 }
 
+/// Whether jemalloc returns freed pages from its own background threads (see
+/// `ALLOCATOR_SETTINGS` in `main.rs`).
+pub fn allocator_background_purge() -> bool {
+    tikv_jemalloc_ctl::background_thread::read().unwrap_or(false)
+}
+
 /// Resident set size of this process in bytes (0 where /proc is missing).
 pub fn resident_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };

@@ -166,6 +166,7 @@ fn memory(shared: &Shared, text: &mut String) {
     line(text, "maxmemory_policy", "noeviction");
     line(text, "mem_allocator", "jemalloc");
     line(text, "mem_allocator_huge_pages", crate::admin::memory::allocator_huge_pages());
+    line(text, "mem_allocator_background_purge", u8::from(crate::admin::memory::allocator_background_purge()));
 }
 
 fn persistence(shared: &Shared, text: &mut String) {

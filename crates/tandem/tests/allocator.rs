@@ -1,6 +1,8 @@
-//! Transparent huge pages for the heap are an opt-in through jemalloc's
-//! environment variable (README, "Huge pages"): INFO says which mode is in
-//! force, and the process's own page counts show it took effect.
+//! The allocator's settings: freed pages go back to the kernel from jemalloc's
+//! background threads (`main.rs`, `ALLOCATOR_SETTINGS`), and transparent huge
+//! pages for the heap are an opt-in through jemalloc's environment variable
+//! (README, "Huge pages"). INFO says what is in force, and the process's own
+//! threads and page counts show it took effect.
 
 mod common;
 
@@ -77,6 +79,27 @@ fn spawn(malloc_conf: Option<&str>) -> (Spawned, redis::Connection, tempfile::Te
     });
     let connection = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
     (server, connection, temp)
+}
+
+/// Names of the process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn freed_pages_are_returned_by_background_threads_unless_the_environment_says_otherwise() {
+    let (server, mut connection, _temp) = spawn(None);
+    assert_eq!(info_field(&mut connection, "mem_allocator_background_purge"), "1");
+    let purgers = |pid| thread_names(pid).iter().filter(|name| name.starts_with("jemalloc_bg_thd")).count();
+    assert!(purgers(server.0.id()) >= 1, "threads: {:?}", thread_names(server.0.id()));
+
+    let (server, mut connection, _temp) = spawn(Some("background_thread:false"));
+    assert_eq!(info_field(&mut connection, "mem_allocator_background_purge"), "0");
+    assert_eq!(purgers(server.0.id()), 0, "threads: {:?}", thread_names(server.0.id()));
 }
 
 #[test]
