@@ -330,6 +330,7 @@ impl Checkpointer {
         };
         let mut state = self.state.lock();
         state.status.in_progress = None;
+        let mut removal = None;
         let outcome = match written {
             Ok((path, totals)) => {
                 attempt.bytes = totals.bytes;
@@ -360,7 +361,7 @@ impl Checkpointer {
                     stall_us = stall.as_micros() as u64,
                     "checkpoint written"
                 );
-                self.apply_retention(&mut state);
+                removal = self.plan_retention(&mut state);
                 Outcome::Done(verified)
             }
             Err(error) => {
@@ -374,20 +375,34 @@ impl Checkpointer {
             }
         };
         state.status.last_attempt = Some(attempt);
+        // The files go after the lock: deleting a checkpoint took 35 ms at 1M keys
+        // (150 ms at 5M), and the policy's tick, INFO and `CHECKPOINT` wait for
+        // this lock on the event loop.
+        drop(state);
+        if let Some(plan) = removal {
+            self.remove(&plan);
+        }
         outcome
     }
 
-    /// Deletes checkpoints behind the `retain_full`-th newest verified full
-    /// one, and log segments behind it.
-    fn apply_retention(&self, state: &mut State) {
+    /// Plans retention: checkpoints behind the `retain_full`-th newest verified
+    /// full one go, and log segments behind it; forgets the checkpoints planned
+    /// away. Only this thread deletes files, so the plan holds until [`Self::remove`].
+    fn plan_retention(&self, state: &mut State) -> Option<RetentionPlan> {
         let listed = match file::list(&self.settings.dir) {
             Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(%error, "cannot list checkpoints for retention");
-                return;
+                return None;
             }
         };
-        let Some(plan) = retention(&state.verified, &listed, self.settings.retain_full) else { return };
+        let plan = retention(&state.verified, &listed, self.settings.retain_full)?;
+        state.verified.retain(|verified| verified.id >= plan.oldest_kept_id);
+        Some(plan)
+    }
+
+    /// Deletes what `plan_retention` planned.
+    fn remove(&self, plan: &RetentionPlan) {
         for path in &plan.remove {
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::info!(file = %path.display(), "old checkpoint removed (retention)"),
@@ -399,7 +414,6 @@ impl Checkpointer {
                 tracing::warn!(%error, "cannot fsync the checkpoint directory after retention");
             }
         }
-        state.verified.retain(|verified| verified.id >= plan.oldest_kept_id);
         let hold = self.log_hold.load(std::sync::atomic::Ordering::Acquire);
         let before = tandem_log::LogIndex(if hold == 0 { plan.log_kept_from } else { plan.log_kept_from.min(hold) });
         match tandem_log::remove_segments_before(&self.settings.log_dir, before) {
