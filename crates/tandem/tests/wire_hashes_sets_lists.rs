@@ -135,6 +135,47 @@ fn set_members_are_added_tested_and_removed() {
     assert_eq!(cmd("SRANDMEMBER").arg("s").arg(3).query::<Vec<String>>(&mut con).unwrap(), Vec::<String>::new());
 }
 
+fn members(con: &mut redis::Connection, key: &str) -> HashSet<String> {
+    cmd("SMEMBERS").arg(key).query(con).unwrap()
+}
+
+fn set_of(members: &[&str]) -> HashSet<String> {
+    members.iter().map(|member| member.to_string()).collect()
+}
+
+#[test]
+fn set_algebra_reads_stores_and_moves_and_survives_a_restart() {
+    let mut server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = cmd("SADD").arg("a").arg(&["1", "2", "3", "4"]).query(&mut con).unwrap();
+    let _: () = cmd("SADD").arg("b").arg(&["3", "4", "5"]).query(&mut con).unwrap();
+    let _: () = cmd("SET").arg("text").arg("x").query(&mut con).unwrap();
+    let inter: HashSet<String> = cmd("SINTER").arg("a").arg("b").query(&mut con).unwrap();
+    assert_eq!(inter, set_of(&["3", "4"]));
+    let union: HashSet<String> = cmd("SUNION").arg("a").arg("b").arg("missing").query(&mut con).unwrap();
+    assert_eq!(union, set_of(&["1", "2", "3", "4", "5"]));
+    let diff: HashSet<String> = cmd("SDIFF").arg("a").arg("b").query(&mut con).unwrap();
+    assert_eq!(diff, set_of(&["1", "2"]));
+    assert_eq!(cmd("SINTERCARD").arg(2).arg("a").arg("b").arg("LIMIT").arg(1).query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(query_error(&mut con, cmd("SINTER").arg("a").arg("text")), WRONGTYPE);
+    assert_eq!(query_error(&mut con, cmd("SINTERCARD").arg(0).arg("a")), "ERR numkeys should be greater than 0");
+    assert_eq!(cmd("SINTERSTORE").arg("text").arg("a").arg("b").query::<i64>(&mut con).unwrap(), 2);
+    assert_eq!(cmd("SDIFFSTORE").arg("d").arg("a").arg("b").query::<i64>(&mut con).unwrap(), 2);
+    assert_eq!(cmd("SUNIONSTORE").arg("u").arg("a").arg("b").query::<i64>(&mut con).unwrap(), 5);
+    assert_eq!(cmd("SMOVE").arg("a").arg("b").arg("1").query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(cmd("SMOVE").arg("a").arg("b").arg("nope").query::<i64>(&mut con).unwrap(), 0);
+    // Every change went through the log: the restarted server holds the same sets.
+    drop(con);
+    server.stop();
+    server.restart();
+    let mut con = server.connection();
+    assert_eq!(members(&mut con, "text"), set_of(&["3", "4"]));
+    assert_eq!(members(&mut con, "d"), set_of(&["1", "2"]));
+    assert_eq!(members(&mut con, "u"), set_of(&["1", "2", "3", "4", "5"]));
+    assert_eq!(members(&mut con, "a"), set_of(&["2", "3", "4"]));
+    assert_eq!(members(&mut con, "b"), set_of(&["1", "3", "4", "5"]));
+}
+
 #[test]
 fn sscan_returns_every_member_once_iterated() {
     let server = TestServer::start();

@@ -22,6 +22,7 @@ pub mod harness;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
+pub mod set_algebra;
 pub mod sets;
 pub mod strings;
 pub mod table;

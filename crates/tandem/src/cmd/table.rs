@@ -225,12 +225,13 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 6] = [
+    let families: [&[CommandSpec]; 7] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
         super::hashes::SPECS,
         super::sets::SPECS,
+        super::set_algebra::SPECS,
         super::lists::SPECS,
     ];
     let all: Vec<CommandSpec> = families.iter().flat_map(|family| family.iter().copied()).collect();
