@@ -216,6 +216,26 @@ fn list_pushes_pops_and_ranges_keep_order() {
 }
 
 #[test]
+fn lmove_and_rpoplpush_move_elements_between_lists() {
+    let server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = cmd("RPUSH").arg("jobs").arg(&["a", "b", "c"]).query(&mut con).unwrap();
+    let moved: String = cmd("LMOVE").arg("jobs").arg("doing").arg("LEFT").arg("RIGHT").query(&mut con).unwrap();
+    assert_eq!(moved, "a");
+    let moved: String = cmd("RPOPLPUSH").arg("jobs").arg("doing").query(&mut con).unwrap();
+    assert_eq!(moved, "c");
+    assert_eq!(cmd("LRANGE").arg("doing").arg(0).arg(-1).query::<Vec<String>>(&mut con).unwrap(), ["c", "a"]);
+    assert_eq!(cmd("LRANGE").arg("jobs").arg(0).arg(-1).query::<Vec<String>>(&mut con).unwrap(), ["b"]);
+    let rotated: String = cmd("LMOVE").arg("doing").arg("doing").arg("LEFT").arg("RIGHT").query(&mut con).unwrap();
+    assert_eq!(rotated, "c");
+    assert_eq!(cmd("LRANGE").arg("doing").arg(0).arg(-1).query::<Vec<String>>(&mut con).unwrap(), ["a", "c"]);
+    assert_eq!(cmd("RPOPLPUSH").arg("missing").arg("doing").query::<Value>(&mut con).unwrap(), Value::Nil);
+    let _: () = cmd("SET").arg("text").arg("x").query(&mut con).unwrap();
+    assert_eq!(query_error(&mut con, cmd("RPOPLPUSH").arg("jobs").arg("text")), WRONGTYPE);
+    assert_eq!(query_error(&mut con, cmd("LMOVE").arg("jobs").arg("x").arg("UP").arg("LEFT")), "ERR syntax error");
+}
+
+#[test]
 fn list_edits_lset_lrem_ltrim_linsert_lpos() {
     let server = TestServer::start();
     let mut con = server.connection();

@@ -21,6 +21,7 @@ pub mod float_text;
 pub mod harness;
 pub mod hashes;
 pub mod keys;
+pub mod list_move;
 pub mod lists;
 pub mod set_algebra;
 pub mod sets;

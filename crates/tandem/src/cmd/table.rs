@@ -225,7 +225,7 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 7] = [
+    let families: [&[CommandSpec]; 8] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
@@ -233,6 +233,7 @@ pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         super::sets::SPECS,
         super::set_algebra::SPECS,
         super::lists::SPECS,
+        super::list_move::SPECS,
     ];
     let all: Vec<CommandSpec> = families.iter().flat_map(|family| family.iter().copied()).collect();
     let mut names = std::collections::HashSet::new();
