@@ -67,6 +67,17 @@ impl Harness {
         self.effects.push(effect);
     }
 
+    /// The list under `key`, as text (empty when absent).
+    pub fn list(&self, key: &str) -> Vec<String> {
+        match self.keyspace.get(key.as_bytes(), self.now_ms).map(|entry| &entry.value) {
+            None => Vec::new(),
+            Some(crate::store::Value::List(list)) => {
+                list.iter().map(|item| String::from_utf8(item.to_vec()).unwrap()).collect()
+            }
+            Some(other) => panic!("not a list: {other:?}"),
+        }
+    }
+
     /// Replaying the recorded effects on an empty keyspace reaches the same state.
     pub fn assert_replay_matches(&self) {
         let mut replica = Keyspace::new();

@@ -65,24 +65,17 @@ mod tests {
     use crate::cmd::harness::{bulk_text, Harness};
     use tandem_resp::Frame;
 
-    fn items(h: &mut Harness, key: &str) -> Vec<String> {
-        match h.ok(&format!("lrange {key} 0 -1")) {
-            Frame::Array(items) => items.iter().map(crate::cmd::harness::text).collect(),
-            other => panic!("{other:?}"),
-        }
-    }
-
     #[test]
     fn lmove_takes_from_either_end_and_puts_at_either_end() {
         let mut h = Harness::new();
         h.ok("rpush src a b c");
         assert_eq!(h.ok("lmove src dst LEFT RIGHT"), bulk_text("a"));
         assert_eq!(h.ok("lmove src dst right left"), bulk_text("c"));
-        assert_eq!(items(&mut h, "src"), ["b"]);
-        assert_eq!(items(&mut h, "dst"), ["c", "a"]);
+        assert_eq!(h.list("src"), ["b"]);
+        assert_eq!(h.list("dst"), ["c", "a"]);
         assert_eq!(h.ok("rpoplpush src dst"), bulk_text("b"));
         assert_eq!(h.ok("exists src"), Frame::Integer(0), "the emptied source is gone");
-        assert_eq!(items(&mut h, "dst"), ["b", "c", "a"]);
+        assert_eq!(h.list("dst"), ["b", "c", "a"]);
         assert_eq!(h.ok("lmove src dst left left"), Frame::Null, "a missing source moves nothing");
         h.assert_replay_matches();
     }
@@ -92,13 +85,13 @@ mod tests {
         let mut h = Harness::new();
         h.ok("rpush l a b c");
         assert_eq!(h.ok("lmove l l left right"), bulk_text("a"));
-        assert_eq!(items(&mut h, "l"), ["b", "c", "a"]);
+        assert_eq!(h.list("l"), ["b", "c", "a"]);
         assert_eq!(h.ok("rpoplpush l l"), bulk_text("a"));
-        assert_eq!(items(&mut h, "l"), ["a", "b", "c"]);
+        assert_eq!(h.list("l"), ["a", "b", "c"]);
         h.ok("rpush one x");
         h.ok("expire one 100");
         assert_eq!(h.ok("lmove one one left right"), bulk_text("x"));
-        assert_eq!(items(&mut h, "one"), ["x"]);
+        assert_eq!(h.list("one"), ["x"]);
         assert_eq!(h.ok("ttl one"), Frame::Integer(100), "a one-element list keeps its expiry, as in Redis");
         h.assert_replay_matches();
     }
@@ -116,6 +109,6 @@ mod tests {
         assert_eq!(error(&mut h, "lmove l d up left"), "ERR syntax error");
         assert_eq!(h.ok("lmove missing s left left"), Frame::Null, "a missing source answers before types");
         assert_eq!(h.effects.len(), effects);
-        assert_eq!(items(&mut h, "l"), ["a"]);
+        assert_eq!(h.list("l"), ["a"]);
     }
 }

@@ -314,18 +314,6 @@ mod tests {
     use super::*;
     use crate::cmd::harness::{b, bulk_text, Harness};
     use crate::store::effect::Ttl;
-    use crate::store::Value;
-
-    impl Harness {
-        /// The list under `key`, as text (empty when absent).
-        fn list(&self, key: &str) -> Vec<String> {
-            match self.keyspace.get(key.as_bytes(), self.now_ms).map(|entry| &entry.value) {
-                None => Vec::new(),
-                Some(Value::List(list)) => list.iter().map(|item| String::from_utf8(item.to_vec()).unwrap()).collect(),
-                Some(other) => panic!("not a list: {other:?}"),
-            }
-        }
-    }
 
     fn array(texts: &[&str]) -> Frame {
         Frame::Array(texts.iter().map(|text| bulk_text(text)).collect())
