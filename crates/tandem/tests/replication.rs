@@ -124,6 +124,33 @@ fn sync_mode_blocks_writes_while_the_standby_is_down() {
     assert_eq!(blocked.as_deref(), Some("1"));
 }
 
+fn wait(connection: &mut redis::Connection, replicas: i64, timeout_ms: u64) -> i64 {
+    redis::cmd("WAIT").arg(replicas).arg(timeout_ms).query(connection).unwrap()
+}
+
+#[test]
+fn wait_counts_the_standby_once_it_holds_the_connections_writes() {
+    let mut cluster = Cluster::start("ack_mode = \"async\"");
+    let mut active = cluster.active().connection();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut active).unwrap();
+    assert_eq!(wait(&mut active, 1, 10_000), 1, "the standby acknowledges the write");
+    let mut standby = cluster.standby().connection();
+    let refused = error_text(redis::cmd("WAIT").arg(0).arg(0).query(&mut standby));
+    assert!(refused.starts_with("ERR WAIT cannot be used with replica instances"), "{refused}");
+    drop(standby);
+    // Async mode acknowledges without the standby: WAIT tells the client no replica holds it.
+    cluster.standby().kill9();
+    let _: () = redis::cmd("SET").arg("alone").arg(1).query(&mut active).unwrap();
+    assert_eq!(wait(&mut active, 1, 300), 0, "no standby holds the write: 0 after the timeout");
+    assert_eq!(wait(&mut active, 0, 0), 0, "numreplicas 0 answers at once");
+    cluster.standby().start();
+    assert_eq!(wait(&mut active, 1, 20_000), 1, "the restarted standby caught up with the write");
+    let bad = error_text(redis::cmd("WAIT").arg("x").arg(0).query(&mut active));
+    assert_eq!(bad, "ERR value is not an integer or out of range");
+    let negative = error_text(redis::cmd("WAIT").arg(1).arg(-1).query(&mut active));
+    assert_eq!(negative, "ERR timeout is negative");
+}
+
 #[test]
 fn the_standby_refuses_writes_and_both_report_their_role() {
     let mut cluster = Cluster::start("");

@@ -367,3 +367,14 @@ fn a_subscriber_that_does_not_read_is_disconnected_and_unregistered() {
         !client_ids(&mut publisher).contains(&subscriber_id)
     });
 }
+
+#[test]
+fn wait_on_a_standalone_node_counts_no_replica() {
+    let server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    assert_eq!(cmd("WAIT").arg(0).arg(0).query::<i64>(&mut con).unwrap(), 0);
+    let started = std::time::Instant::now();
+    assert_eq!(cmd("WAIT").arg(1).arg(100).query::<i64>(&mut con).unwrap(), 0);
+    assert!(started.elapsed() >= Duration::from_millis(100), "it waits out its timeout");
+}

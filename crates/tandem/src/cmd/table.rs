@@ -92,6 +92,7 @@ pub enum SessionCommand {
     Bgsave,
     Lastsave,
     Debug,
+    Wait,
 }
 
 /// How a command runs.
@@ -220,6 +221,7 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
     session("save", 1, Flags::ADMIN.with(QUEUE_NEVER), NO_KEYS, SessionCommand::Save),
     session("bgsave", -1, Flags::ADMIN, NO_KEYS, SessionCommand::Bgsave),
     session("lastsave", 1, Flags::FAST, NO_KEYS, SessionCommand::Lastsave),
+    session("wait", 3, QUEUE_NEVER, NO_KEYS, SessionCommand::Wait),
     session("debug", -2, Flags::ADMIN, NO_KEYS, SessionCommand::Debug),
 ];
 

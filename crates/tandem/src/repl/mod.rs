@@ -451,6 +451,11 @@ impl Replication {
         LogIndex(*self.replicated.borrow())
     }
 
+    /// Follows `replicated_index` as acknowledgements arrive.
+    pub fn replicated_updates(&self) -> watch::Receiver<u64> {
+        self.replicated.subscribe()
+    }
+
     /// Resolves once the standby acknowledged `index` (never, if it never does).
     pub async fn wait_replicated(&self, index: LogIndex) {
         let mut receiver = self.replicated.subscribe();

@@ -16,6 +16,7 @@ pub mod info;
 pub mod pipeline;
 pub mod pubsub;
 pub mod session;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

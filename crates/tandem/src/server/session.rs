@@ -38,6 +38,8 @@ pub struct Session {
     pubsub_sender: mpsc::Sender<Frame>,
     /// The last command looked up: pipelines repeat one command, and this skips the table.
     last_lookup: Option<(Bytes, usize, &'static CommandSpec)>,
+    /// The log index of this connection's last write, for `WAIT`.
+    last_write: LogIndex,
 }
 
 /// A reply that an admin command produces later (`CHECKPOINT`, `SAVE`
@@ -106,6 +108,7 @@ impl Session {
             patterns: HashSet::new(),
             pubsub_sender,
             last_lookup: None,
+            last_write: LogIndex(0),
         }
     }
 
@@ -204,6 +207,9 @@ impl Session {
             return Flow::default();
         }
         let executed = shared.db.execute(spec, args);
+        if spec.is_write() {
+            self.last_write = self.last_write.max(executed.ticket);
+        }
         self.push(executed.reply, out);
         Flow { ticket: Some(executed.ticket), ..Flow::default() }
     }
@@ -246,6 +252,11 @@ impl Session {
             Bgsave => crate::checkpoint::commands::bgsave(shared, args),
             Lastsave => Ok(crate::checkpoint::commands::lastsave(shared)),
             Debug => info::debug(shared, args),
+            Wait => match super::wait::wait(shared, self.last_write, args) {
+                Ok(super::wait::Waited::Now(reply)) => Ok(reply),
+                Ok(super::wait::Waited::Later(reply)) => return self.defer(Ok(reply), out),
+                Err(error) => Err(error),
+            },
         };
         self.push(reply.unwrap_or_else(Frame::from), out);
         Flow::default()
@@ -552,6 +563,9 @@ impl Session {
         let data: Vec<&Queued> =
             queued.iter().filter(|command| matches!(command.spec.handler, Handler::Data(_))).collect();
         let executed = shared.db.execute_transaction(&data, watched);
+        if data.iter().any(|command| command.spec.is_write()) {
+            self.last_write = self.last_write.max(executed.ticket);
+        }
         let Frame::Array(data_replies) = executed.reply else {
             self.push(executed.reply, out);
             return Flow::default();
