@@ -38,6 +38,14 @@ impl<'a> DataContext<'a> {
         self.effects.push(effect);
     }
 
+    /// Refuses a write whose effects, with `adding` more bytes, could outgrow one log
+    /// record. Commands whose effects carry more than their arguments (a `STORE` of a
+    /// large result) call it before they emit: the arguments' own limit does not cover them.
+    pub fn check_room(&self, adding: u64) -> Result<(), CommandError> {
+        let emitted: u64 = self.effects.iter().map(Effect::encoded_bytes_bound).sum();
+        record_room(emitted, adding, RECORD_EFFECTS_BYTES_MAX)
+    }
+
     /// Deletes `key` through an effect if its deadline passed, so that the
     /// log (and a replica) sees the expiry before the write that follows.
     pub fn purge_if_expired(&mut self, key: &Bytes) {
@@ -86,5 +94,32 @@ impl<'a> DataContext<'a> {
             Some(Entry { value: Value::List(list), .. }) => Ok(Some(list)),
             Some(_) => Err(CommandError::WrongType),
         }
+    }
+}
+
+/// The most effect bytes one log record holds (its payload limit, less the effect list's
+/// length prefix).
+const RECORD_EFFECTS_BYTES_MAX: u64 = crate::limits::LOG_RECORD_BYTES_MAX as u64 - 16;
+
+fn record_room(emitted: u64, adding: u64, limit: u64) -> Result<(), CommandError> {
+    let total = emitted.saturating_add(adding);
+    if total > limit {
+        return Err(CommandError::err(format!(
+            "write too large: its effects need up to {total} bytes, at most {limit} fit in one log record"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_takes_effects_up_to_its_limit_and_not_beyond() {
+        assert!(record_room(60, 40, 100).is_ok());
+        let refused = record_room(60, 41, 100).unwrap_err().to_string();
+        assert_eq!(refused, "ERR write too large: its effects need up to 101 bytes, at most 100 fit in one log record");
+        assert!(record_room(u64::MAX, 1, 100).is_err(), "no overflow");
     }
 }

@@ -7,7 +7,9 @@
 //! (of any type, its expiry dropped) through `Effect::Delete` and
 //! `Effect::SetAdd`, so the destination may also be one of the sources; an
 //! empty result deletes it. Results are built in memory: each is at most as
-//! large as the sets it came from.
+//! large as the sets it came from. A stored result must fit in one log record
+//! with the rest of its transaction (`DataContext::check_room`), or the
+//! command is refused before it changes anything.
 
 use std::collections::HashSet;
 
@@ -86,11 +88,15 @@ fn members_reply(members: Vec<Bytes>) -> Reply {
 /// replies the new set's size.
 fn store(context: &mut DataContext, destination: &Bytes, members: Vec<Bytes>) -> Reply {
     let size = members.len() as i64;
+    let delete = Effect::Delete { key: destination.clone() };
+    let replacement = Effect::SetAdd { key: destination.clone(), members };
+    // A result can be far larger than the command's arguments, whose limit does not cover it.
+    context.check_room(delete.encoded_bytes_bound() + replacement.encoded_bytes_bound())?;
     if context.entry(destination).is_some() {
-        context.emit(Effect::Delete { key: destination.clone() });
+        context.emit(delete);
     }
-    if !members.is_empty() {
-        context.emit(Effect::SetAdd { key: destination.clone(), members });
+    if size > 0 {
+        context.emit(replacement);
     }
     Ok(Frame::Integer(size))
 }

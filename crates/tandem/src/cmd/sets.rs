@@ -179,7 +179,9 @@ fn spop_count(context: &mut DataContext, args: &[Bytes]) -> Reply {
         members
     } else {
         let members = random_distinct(context, key, size, count as usize)?;
-        context.emit(Effect::SetRemove { key: key.clone(), members: members.clone() });
+        let removal = Effect::SetRemove { key: key.clone(), members: members.clone() };
+        context.check_room(removal.encoded_bytes_bound())?; // names up to a whole set's members
+        context.emit(removal);
         members
     };
     Ok(Frame::Set(members.into_iter().map(Frame::Bulk).collect()))

@@ -90,6 +90,43 @@ impl Effect {
     }
 }
 
+/// Room an encoded byte string needs beyond its bytes (postcard's varint length prefix).
+const LENGTH_PREFIX_BYTES_MAX: u64 = 10;
+/// Room an effect's tag and fixed-size fields need at most.
+const FIXED_FIELDS_BYTES_MAX: u64 = 64;
+
+impl Effect {
+    /// At least as many bytes as this effect encodes to: what `Database` checks a write's
+    /// effects against before they reach the log, where a record has a size limit.
+    pub fn encoded_bytes_bound(&self) -> u64 {
+        let one = |bytes: &Bytes| bytes.len() as u64 + LENGTH_PREFIX_BYTES_MAX;
+        let all = |list: &[Bytes]| list.iter().map(one).sum::<u64>() + LENGTH_PREFIX_BYTES_MAX;
+        FIXED_FIELDS_BYTES_MAX
+            + match self {
+                Effect::Set { key, value, .. }
+                | Effect::Append { key, value }
+                | Effect::SetRange { key, value, .. }
+                | Effect::ListSet { key, value, .. }
+                | Effect::ListRemove { key, value, .. } => one(key) + one(value),
+                Effect::HashIncrBy { key, field, .. } => one(key) + one(field),
+                Effect::Rename { from, to } => one(from) + one(to),
+                Effect::IncrBy { key, .. }
+                | Effect::Delete { key }
+                | Effect::ExpireAt { key, .. }
+                | Effect::Persist { key }
+                | Effect::ListPop { key, .. }
+                | Effect::ListTrim { key, .. } => one(key),
+                Effect::HashSet { key, pairs } => {
+                    one(key) + pairs.iter().map(|(field, value)| one(field) + one(value)).sum::<u64>()
+                }
+                Effect::HashDelete { key, fields } => one(key) + all(fields),
+                Effect::SetAdd { key, members } | Effect::SetRemove { key, members } => one(key) + all(members),
+                Effect::ListPush { key, values, .. } => one(key) + all(values),
+                Effect::FlushAll => 0,
+            }
+    }
+}
+
 /// Encodes a record's effects as a log payload (postcard), appending to `out`.
 pub fn encode(effects: &[Effect], out: &mut Vec<u8>) {
     let encoded = postcard::to_extend(effects, std::mem::take(out))
@@ -118,5 +155,27 @@ mod tests {
         encode(&effects, &mut out);
         assert_eq!(decode(&out).unwrap(), effects);
         assert!(decode(&out[..out.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn the_encoded_size_bound_is_never_below_the_encoding() {
+        let b = |text: &str| Bytes::copy_from_slice(text.as_bytes());
+        let long = Bytes::from(vec![7u8; 100_000]);
+        let many: Vec<Bytes> = (0..1000).map(|index| b(&format!("m{index}"))).collect();
+        let effects = [
+            Effect::Set { key: b("k"), value: long.clone(), ttl: Ttl::At(u64::MAX) },
+            Effect::SetRange { key: b("k"), offset: u64::MAX, value: b("v") },
+            Effect::HashSet { key: b("h"), pairs: vec![(b("f"), long.clone()), (long.clone(), b(""))] },
+            Effect::SetAdd { key: b("s"), members: many.clone() },
+            Effect::ListPush { key: b("l"), left: true, values: many },
+            Effect::ListRemove { key: b("l"), count: i64::MIN, value: long },
+            Effect::ListTrim { key: b("l"), start: u64::MAX, stop: u64::MAX, keep_none: true },
+            Effect::FlushAll,
+        ];
+        for effect in effects {
+            let mut out = Vec::new();
+            encode(std::slice::from_ref(&effect), &mut out);
+            assert!(out.len() as u64 <= effect.encoded_bytes_bound(), "{} > bound", out.len());
+        }
     }
 }
