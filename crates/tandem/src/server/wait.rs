@@ -45,15 +45,18 @@ pub fn wait(shared: &Shared, last_write: LogIndex, args: &[Bytes]) -> Result<Wai
         ));
     }
     let has_standby = replication.cluster.is_some() && replication.role() == Role::Active;
-    let holding = has_standby && replication.standby_connected() && replication.replicated_index() >= last_write;
-    let now = holding as i64;
-    if now >= wanted {
+    // Acknowledged already: nothing to wait for. It counts while the standby is connected,
+    // as Redis counts its connected replicas; a standby that went away after acknowledging
+    // is not waited for (Redis would wait for a replica to come back until the timeout).
+    let acknowledged = has_standby && replication.replicated_index() >= last_write;
+    let now = (acknowledged && replication.standby_connected()) as i64;
+    if now >= wanted || acknowledged {
         return Ok(Waited::Now(Frame::Integer(now)));
     }
-    let mut acknowledged = replication.replicated_updates();
+    let mut updates = replication.replicated_updates();
     let reached = async move {
         // Only an active with a standby ever gets an acknowledgement; the others wait out the timeout.
-        if !has_standby || acknowledged.wait_for(|replicated| *replicated >= last_write.0).await.is_err() {
+        if !has_standby || updates.wait_for(|replicated| *replicated >= last_write.0).await.is_err() {
             std::future::pending::<()>().await;
         }
     };
