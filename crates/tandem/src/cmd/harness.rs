@@ -61,6 +61,11 @@ impl Harness {
         self.run(line).unwrap_or_else(|error| panic!("{line}: {error}"))
     }
 
+    /// The error text of `run`, which must fail.
+    pub fn error(&mut self, line: &str) -> String {
+        self.run(line).expect_err(line).to_string()
+    }
+
     /// Changes state through an effect, recorded like a command's.
     pub fn seed(&mut self, effect: Effect) {
         self.keyspace.apply(&effect);

@@ -102,11 +102,10 @@ mod tests {
         h.ok("rpush l a");
         h.ok("set s x");
         let effects = h.effects.len();
-        let error = |h: &mut Harness, line: &str| h.run(line).expect_err(line).to_string();
-        assert!(error(&mut h, "lmove l s left left").starts_with("WRONGTYPE"));
-        assert!(error(&mut h, "lmove s l left left").starts_with("WRONGTYPE"));
-        assert!(error(&mut h, "rpoplpush l s").starts_with("WRONGTYPE"));
-        assert_eq!(error(&mut h, "lmove l d up left"), "ERR syntax error");
+        assert!(h.error("lmove l s left left").starts_with("WRONGTYPE"));
+        assert!(h.error("lmove s l left left").starts_with("WRONGTYPE"));
+        assert!(h.error("rpoplpush l s").starts_with("WRONGTYPE"));
+        assert_eq!(h.error("lmove l d up left"), "ERR syntax error");
         assert_eq!(h.ok("lmove missing s left left"), Frame::Null, "a missing source answers before types");
         assert_eq!(h.effects.len(), effects);
         assert_eq!(h.list("l"), ["a"]);

@@ -187,10 +187,6 @@ mod tests {
     use super::*;
     use crate::cmd::harness::{sorted, Harness};
 
-    fn error(h: &mut Harness, line: &str) -> String {
-        h.run(line).expect_err(line).to_string()
-    }
-
     fn seeded() -> Harness {
         let mut h = Harness::new();
         h.ok("sadd a 1 2 3 4");
@@ -218,9 +214,9 @@ mod tests {
     fn a_key_of_another_type_is_wrongtype_wherever_it_is_named() {
         let mut h = seeded();
         for line in ["sinter a text", "sinter missing text", "sunion text a", "sdiff a text", "sinterstore d a text"] {
-            assert!(error(&mut h, line).starts_with("WRONGTYPE"), "{line}");
+            assert!(h.error(line).starts_with("WRONGTYPE"), "{line}");
         }
-        assert!(error(&mut h, "sintercard 2 missing text").starts_with("WRONGTYPE"));
+        assert!(h.error("sintercard 2 missing text").starts_with("WRONGTYPE"));
     }
 
     #[test]
@@ -250,12 +246,12 @@ mod tests {
         assert_eq!(h.ok("sintercard 1 a LIMIT 3"), Frame::Integer(3));
         assert_eq!(h.ok("sintercard 1 a limit 0"), Frame::Integer(4), "0 is no limit");
         assert_eq!(h.ok("sintercard 2 a missing"), Frame::Integer(0));
-        assert_eq!(error(&mut h, "sintercard 0 a"), "ERR numkeys should be greater than 0");
-        assert_eq!(error(&mut h, "sintercard x a"), "ERR numkeys should be greater than 0");
-        assert_eq!(error(&mut h, "sintercard 3 a b"), "ERR Number of keys can't be greater than number of args");
-        assert_eq!(error(&mut h, "sintercard 1 a LIMIT -1"), "ERR LIMIT can't be negative");
-        assert_eq!(error(&mut h, "sintercard 1 a LIMIT"), "ERR syntax error");
-        assert_eq!(error(&mut h, "sintercard 1 a COUNT 1"), "ERR syntax error");
+        assert_eq!(h.error("sintercard 0 a"), "ERR numkeys should be greater than 0");
+        assert_eq!(h.error("sintercard x a"), "ERR numkeys should be greater than 0");
+        assert_eq!(h.error("sintercard 3 a b"), "ERR Number of keys can't be greater than number of args");
+        assert_eq!(h.error("sintercard 1 a LIMIT -1"), "ERR LIMIT can't be negative");
+        assert_eq!(h.error("sintercard 1 a LIMIT"), "ERR syntax error");
+        assert_eq!(h.error("sintercard 1 a COUNT 1"), "ERR syntax error");
     }
 
     #[test]
@@ -269,8 +265,8 @@ mod tests {
         assert_eq!(h.ok("smove a b nope"), Frame::Integer(0));
         assert_eq!(h.ok("smove missing b 1"), Frame::Integer(0));
         assert_eq!(h.ok("smove missing text 1"), Frame::Integer(0), "a missing source answers before types");
-        assert!(error(&mut h, "smove a text 2").starts_with("WRONGTYPE"));
-        assert!(error(&mut h, "smove text a x").starts_with("WRONGTYPE"));
+        assert!(h.error("smove a text 2").starts_with("WRONGTYPE"));
+        assert!(h.error("smove text a x").starts_with("WRONGTYPE"));
         assert_eq!(h.ok("smove a a 2"), Frame::Integer(1), "source and destination the same: no change");
         assert_eq!(h.ok("smove a a 9"), Frame::Integer(0));
         h.ok("smove a new 2");

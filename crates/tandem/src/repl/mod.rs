@@ -451,16 +451,14 @@ impl Replication {
         LogIndex(*self.replicated.borrow())
     }
 
-    /// Follows `replicated_index` as acknowledgements arrive.
-    pub fn replicated_updates(&self) -> watch::Receiver<u64> {
-        self.replicated.subscribe()
-    }
-
-    /// Resolves once the standby acknowledged `index` (never, if it never does).
-    pub async fn wait_replicated(&self, index: LogIndex) {
+    /// Resolves once the standby acknowledged `index` (never, if it never does). The
+    /// future borrows nothing, so a deferred reply (`WAIT`) can own it.
+    pub fn wait_replicated(&self, index: LogIndex) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut receiver = self.replicated.subscribe();
-        if receiver.wait_for(|value| *value >= index.0).await.is_err() {
-            std::future::pending::<()>().await;
+        async move {
+            if receiver.wait_for(|value| *value >= index.0).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 

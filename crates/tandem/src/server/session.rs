@@ -252,11 +252,7 @@ impl Session {
             Bgsave => crate::checkpoint::commands::bgsave(shared, args),
             Lastsave => Ok(crate::checkpoint::commands::lastsave(shared)),
             Debug => info::debug(shared, args),
-            Wait => match super::wait::wait(shared, self.last_write, args) {
-                Ok(super::wait::Waited::Now(reply)) => Ok(reply),
-                Ok(super::wait::Waited::Later(reply)) => return self.defer(Ok(reply), out),
-                Err(error) => Err(error),
-            },
+            Wait => return self.defer(super::wait::wait(shared, self.last_write, args), out),
         };
         self.push(reply.unwrap_or_else(Frame::from), out);
         Flow::default()

@@ -20,16 +20,9 @@ use super::Shared;
 use crate::cmd::{args, CommandError};
 use crate::repl::Role;
 
-/// The reply now, or the reply once the standby caught up or the timeout passed.
-pub enum Waited {
-    /// Enough replicas already hold the writes.
-    Now(Frame),
-    /// To be awaited by the connection.
-    Later(DeferredReply),
-}
-
-/// `WAIT numreplicas timeout`, for a connection whose last write is `last_write`.
-pub fn wait(shared: &Shared, last_write: LogIndex, args: &[Bytes]) -> Result<Waited, CommandError> {
+/// `WAIT numreplicas timeout`, for a connection whose last write is `last_write`: the
+/// reply, ready at once when nothing needs waiting for.
+pub fn wait(shared: &Shared, last_write: LogIndex, args: &[Bytes]) -> Result<DeferredReply, CommandError> {
     let wanted = args::integer(&args[1])?;
     let timeout_ms =
         args::parse_integer(&args[2]).ok_or_else(|| CommandError::err("timeout is not an integer or out of range"))?;
@@ -51,16 +44,17 @@ pub fn wait(shared: &Shared, last_write: LogIndex, args: &[Bytes]) -> Result<Wai
     let acknowledged = has_standby && replication.replicated_index() >= last_write;
     let now = (acknowledged && replication.standby_connected()) as i64;
     if now >= wanted || acknowledged {
-        return Ok(Waited::Now(Frame::Integer(now)));
+        return Ok(Box::pin(std::future::ready(Frame::Integer(now))));
     }
-    let mut updates = replication.replicated_updates();
-    let reached = async move {
-        // Only an active with a standby ever gets an acknowledgement; the others wait out the timeout.
-        if !has_standby || updates.wait_for(|replicated| *replicated >= last_write.0).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    Ok(Waited::Later(Box::pin(async move {
+    // Only an active with a standby ever gets an acknowledgement; the others wait out the timeout.
+    let acknowledgement = has_standby.then(|| replication.wait_replicated(last_write));
+    Ok(Box::pin(async move {
+        let reached = async {
+            match acknowledgement {
+                Some(acknowledgement) => acknowledgement.await,
+                None => std::future::pending().await,
+            }
+        };
         let caught_up = match timeout_ms {
             0 => {
                 reached.await;
@@ -69,5 +63,5 @@ pub fn wait(shared: &Shared, last_write: LogIndex, args: &[Bytes]) -> Result<Wai
             ms => tokio::time::timeout(Duration::from_millis(ms as u64), reached).await.is_ok(),
         };
         Frame::Integer(caught_up as i64)
-    })))
+    }))
 }
