@@ -3,15 +3,15 @@
 //! Encoding allocates nothing besides growing `out`: integers and lengths go
 //! through a stack buffer, doubles through a fixed-size stack writer.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use bytes::{BufMut, BytesMut};
 
 use crate::frame::{Frame, Protocol};
 use crate::limits::INTEGER_TEXT_BYTES_MAX;
 
-/// Longest text `format_double` produces: `-` plus `0.` plus 324 fraction digits is about 330 bytes.
-const DOUBLE_TEXT_BYTES_MAX: usize = 400;
+/// Longest text `format_double` produces: `-0.0000` and 17 digits, or 17 digits, a point and an exponent.
+const DOUBLE_TEXT_BYTES_MAX: usize = 40;
 
 impl Frame {
     /// Appends this frame to `out` in `protocol`'s wire format.
@@ -41,6 +41,16 @@ impl Frame {
                     value.encode(protocol, out);
                 }
             }
+            Frame::Pairs(pairs) => {
+                write_length_line(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
+                for (first, second) in pairs {
+                    if resp3 {
+                        write_length_line(out, b'*', 2);
+                    }
+                    first.encode(protocol, out);
+                    second.encode(protocol, out);
+                }
+            }
             Frame::Double(value) => write_double(out, *value, protocol),
             Frame::Boolean(value) if resp3 => out.extend_from_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
             Frame::Boolean(value) => out.extend_from_slice(if *value { b":1\r\n" } else { b":0\r\n" }),
@@ -61,7 +71,9 @@ impl Frame {
     }
 }
 
-/// Formats a double the way replies carry it: `inf`, `-inf`, `nan`, else the shortest text that reads back exactly (`3`, `10.5`), never an exponent.
+/// Formats a double the way replies carry it (Redis 7.2's `fpconv_dtoa`):
+/// `inf`, `-inf`, `nan`, else the shortest digits that read back exactly, laid
+/// out like C's `%.17g`: `3`, `10.5`, `0.0001`, `1e-05`, `1e+17`, `-0`.
 pub fn format_double(value: f64) -> String {
     let mut text = String::new();
     // Writing into a String cannot fail.
@@ -69,14 +81,80 @@ pub fn format_double(value: f64) -> String {
     text
 }
 
+/// `%g` switches to an exponent at this many digits before the point (`%.17g`).
+const FIXED_DIGITS_MAX: i32 = 17;
+
 fn write_double_text(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
     if value.is_nan() {
-        out.write_str("nan")
-    } else if value.is_infinite() {
-        out.write_str(if value > 0.0 { "inf" } else { "-inf" })
+        return out.write_str("nan");
+    }
+    if value.is_infinite() {
+        return out.write_str(if value > 0.0 { "inf" } else { "-inf" });
+    }
+    if value.is_sign_negative() {
+        out.write_char('-')?;
+    }
+    if value == 0.0 {
+        return out.write_char('0');
+    }
+    // `{:e}` gives the shortest round-trip digits: `d[.ddd]e<exponent>`.
+    let mut scientific = StackText::default();
+    write!(scientific, "{:e}", value.abs())?;
+    let scientific = std::str::from_utf8(scientific.as_bytes()).map_err(|_| fmt::Error)?;
+    let (mantissa, exponent) = scientific.split_once('e').ok_or(fmt::Error)?;
+    let exponent: i32 = exponent.parse().map_err(|_| fmt::Error)?;
+    let digits: StackDigits = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let digits = digits.as_str();
+    if !(-4..FIXED_DIGITS_MAX).contains(&exponent) {
+        let (first, rest) = digits.split_at(1);
+        out.write_str(first)?;
+        if !rest.is_empty() {
+            out.write_char('.')?;
+            out.write_str(rest)?;
+        }
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return write!(out, "e{sign}{:02}", exponent.unsigned_abs());
+    }
+    if exponent < 0 {
+        out.write_str("0.")?;
+        for _ in 0..(-exponent - 1) {
+            out.write_char('0')?;
+        }
+        return out.write_str(digits);
+    }
+    let whole = exponent as usize + 1;
+    if digits.len() <= whole {
+        out.write_str(digits)?;
+        (digits.len()..whole).try_for_each(|_| out.write_char('0'))
     } else {
-        // Display for f64 is the shortest round-trip form, prints 3.0 as "3" and never uses an exponent.
-        write!(out, "{value}")
+        out.write_str(&digits[..whole])?;
+        out.write_char('.')?;
+        out.write_str(&digits[whole..])
+    }
+}
+
+/// The digits of a double's shortest form (17 at most), on the stack.
+#[derive(Default)]
+struct StackDigits {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl FromIterator<u8> for StackDigits {
+    fn from_iter<I: IntoIterator<Item = u8>>(digits: I) -> StackDigits {
+        let mut collected = StackDigits::default();
+        for digit in digits.into_iter().take(24) {
+            collected.bytes[collected.len] = digit;
+            collected.len += 1;
+        }
+        collected
+    }
+}
+
+impl StackDigits {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are collected.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 }
 
@@ -284,6 +362,16 @@ mod tests {
     }
 
     #[test]
+    fn pairs_nest_in_resp3_and_flatten_in_resp2() {
+        let pairs = Frame::Pairs(vec![(Frame::bulk("a"), Frame::Double(1.5)), (Frame::bulk("b"), Frame::Double(2.0))]);
+        assert_encodes(
+            pairs,
+            b"*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$1\r\n2\r\n",
+            b"*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,2\r\n",
+        );
+    }
+
+    #[test]
     fn line_frames_replace_cr_and_lf_with_spaces() {
         assert_encodes(Frame::error("ERR a\r\nb\nc\r"), b"-ERR a  b c \r\n", b"-ERR a  b c \r\n");
         assert_encodes(Frame::Simple(Bytes::from_static(b"x\ny")), b"+x y\r\n", b"+x y\r\n");
@@ -292,12 +380,20 @@ mod tests {
     }
 
     #[test]
-    fn format_double_is_shortest_round_trip_without_exponent() {
+    fn format_double_is_shortest_round_trip_laid_out_like_percent_17g() {
         assert_eq!(format_double(3.0), "3");
         assert_eq!(format_double(-0.0), "-0");
         assert_eq!(format_double(10.5), "10.5");
+        assert_eq!(format_double(1.1), "1.1");
+        assert_eq!(format_double(-2.5e-3), "-0.0025");
         assert_eq!(format_double(0.1 + 0.2), "0.30000000000000004");
-        assert_eq!(format_double(1e20), "100000000000000000000");
+        assert_eq!(format_double(1e-4), "0.0001");
+        assert_eq!(format_double(1.5e-5), "1.5e-05");
+        assert_eq!(format_double(1e16), "10000000000000000");
+        assert_eq!(format_double(1.25e17), "1.25e+17");
+        assert_eq!(format_double(1e20), "1e+20");
+        assert_eq!(format_double(-1e300), "-1e+300");
+        assert_eq!(format_double(123456789.125), "123456789.125");
         assert_eq!(format_double(f64::INFINITY), "inf");
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
         assert_eq!(format_double(f64::NAN), "nan");

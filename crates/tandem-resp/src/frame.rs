@@ -33,6 +33,10 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 `~<count>\r\n` followed by the elements; RESP2: an array.
     Set(Vec<Frame>),
+    /// Pairs that RESP3 sends as an array of two-element arrays and RESP2 as
+    /// one flat array (Redis's `WITHSCORES` replies). Written, never read:
+    /// the decoder returns the arrays it sees.
+    Pairs(Vec<(Frame, Frame)>),
     /// RESP3 out-of-band `><count>\r\n` followed by the elements; RESP2: an array.
     Push(Vec<Frame>),
     /// RESP3 `,<value>\r\n` (`inf`, `-inf`, `nan`); RESP2: a bulk string of [`crate::format_double`].

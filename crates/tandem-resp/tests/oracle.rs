@@ -74,6 +74,7 @@ fn to_resp3(frame: &Frame) -> Resp3Frame {
             data: pairs.iter().map(|(key, value)| (to_resp3(key), to_resp3(value))).collect(),
             attributes,
         },
+        Frame::Pairs(_) => panic!("{frame:?} does not decode: it reads back as arrays"),
         Frame::Double(value) => Resp3Frame::Double { data: *value, attributes },
         Frame::Boolean(value) => Resp3Frame::Boolean { data: *value, attributes },
         Frame::BigNumber(digits) => Resp3Frame::BigNumber { data: digits.to_vec(), attributes },

@@ -60,8 +60,17 @@ fn effect_strategy() -> impl Strategy<Value = Effect> {
             left,
             count
         }),
-        (key.clone(), 0..3u8)
-            .prop_map(|(k, kind)| Effect::Delete { key: bytes(format!("{}:{k}", ["s", "n", "h"][kind as usize])) }),
+        (key.clone(), any::<u8>(), -40..40i16).prop_map(|(k, v, score)| Effect::SortedSetAdd {
+            key: bytes(format!("o:{k}")),
+            members: vec![(bytes(format!("m{}", v % 6)), score as f64 / 4.0), (bytes(format!("m{}", v % 5)), -0.0)]
+        }),
+        (key.clone(), any::<u8>()).prop_map(|(k, v)| Effect::SortedSetRemove {
+            key: bytes(format!("o:{k}")),
+            members: vec![bytes(format!("m{}", v % 6))]
+        }),
+        (key.clone(), 0..4u8).prop_map(|(k, kind)| Effect::Delete {
+            key: bytes(format!("{}:{k}", ["s", "n", "h", "o"][kind as usize]))
+        }),
         (key.clone(), key)
             .prop_map(|(from, to)| Effect::Rename { from: bytes(format!("s:{from}")), to: bytes(format!("s:{to}")) }),
         Just(Effect::FlushAll),

@@ -32,6 +32,10 @@ fn records_written_on_the_active_appear_on_the_standby_at_the_same_indexes() {
         let _: i64 = redis::cmd("HSET").arg("hash").arg(format!("field{each}")).arg(each).query(&mut active).unwrap();
         let _: i64 = redis::cmd("RPUSH").arg("list").arg(each).query(&mut active).unwrap();
         let _: i64 = redis::cmd("SADD").arg("set").arg(each % 7).query(&mut active).unwrap();
+        let _: i64 =
+            redis::cmd("ZADD").arg("board").arg(each % 13).arg(format!("player{each}")).query(&mut active).unwrap();
+        let _: f64 =
+            redis::cmd("ZINCRBY").arg("board").arg(0.5).arg(format!("player{}", each / 2)).query(&mut active).unwrap();
     }
     let _: i64 = redis::cmd("EXPIRE").arg("string:1").arg(1000).query(&mut active).unwrap();
     let _: i64 = redis::cmd("DEL").arg("string:2").query(&mut active).unwrap();
@@ -43,6 +47,11 @@ fn records_written_on_the_active_appear_on_the_standby_at_the_same_indexes() {
     assert_eq!(counter, (0..100).sum::<i64>());
     let ttl: i64 = redis::cmd("TTL").arg("string:1").query(&mut standby).unwrap();
     assert!(ttl > 0, "the expiry travels as an absolute deadline");
+    let board = |connection: &mut redis::Connection| -> Vec<(String, f64)> {
+        redis::cmd("ZRANGE").arg("board").arg(0).arg(-1).arg("WITHSCORES").query(connection).unwrap()
+    };
+    assert_eq!(board(&mut standby).len(), 100);
+    assert_eq!(board(&mut standby), board(&mut active), "sorted sets replicate with their scores and order");
     // Same indexes: the standby's log has exactly the active's last index.
     assert_eq!(info_field(&mut standby, "slave_repl_offset"), info_field(&mut active, "master_repl_offset"));
 }

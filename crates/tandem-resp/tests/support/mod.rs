@@ -41,6 +41,7 @@ pub fn any_frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             vec(inner.clone(), 0..6).prop_map(Frame::Array),
             vec((inner.clone(), inner.clone()), 0..4).prop_map(Frame::Map),
+            vec((inner.clone(), inner.clone()), 0..4).prop_map(Frame::Pairs),
             vec(inner.clone(), 0..6).prop_map(Frame::Set),
             vec(inner, 0..6).prop_map(Frame::Push),
         ]
@@ -119,6 +120,12 @@ pub fn expected_resp3(frame: &Frame) -> Frame {
         Frame::Map(pairs) => {
             Frame::Map(pairs.iter().map(|(key, value)| (expected_resp3(key), expected_resp3(value))).collect())
         }
+        Frame::Pairs(pairs) => Frame::Array(
+            pairs
+                .iter()
+                .map(|(first, second)| Frame::Array(vec![expected_resp3(first), expected_resp3(second)]))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -131,7 +138,7 @@ pub fn expected_resp2(frame: &Frame) -> Frame {
         Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
             Frame::Array(items.iter().map(expected_resp2).collect())
         }
-        Frame::Map(pairs) => {
+        Frame::Map(pairs) | Frame::Pairs(pairs) => {
             Frame::Array(pairs.iter().flat_map(|(key, value)| [expected_resp2(key), expected_resp2(value)]).collect())
         }
         Frame::Double(value) => Frame::Bulk(Bytes::from(format_double(*value))),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::store::buckets::{bucket_among, BUCKET_COUNT};
-use crate::store::value::{Blob, HashValue, Key, ListValue, SetValue};
+use crate::store::value::{Blob, HashValue, Key, ListValue, SetValue, SortedSet};
 use crate::store::{Bucket, Entry, Value};
 
 /// First bytes of every checkpoint file.
@@ -586,6 +586,7 @@ const TYPE_STRING: u8 = 0;
 const TYPE_LIST: u8 = 1;
 const TYPE_SET: u8 = 2;
 const TYPE_HASH: u8 = 3;
+const TYPE_SORTED_SET: u8 = 4;
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -633,6 +634,14 @@ fn encode_bucket(index: u32, bucket: &Bucket, out: &mut Vec<u8>) {
                 out.push(TYPE_SET);
                 put_varint(out, set.len() as u64);
                 set.iter().for_each(|member| put_bytes(out, member));
+            }
+            Value::SortedSet(zset) => {
+                out.push(TYPE_SORTED_SET);
+                put_varint(out, zset.len() as u64);
+                for (member, score) in zset.iter(false) {
+                    put_bytes(out, member);
+                    out.extend_from_slice(&score.to_bits().to_le_bytes());
+                }
             }
             Value::Hash(hash) => {
                 out.push(TYPE_HASH);
@@ -690,6 +699,12 @@ impl<'a> Cursor<'a> {
 
     fn key(&mut self) -> Result<Key, &'static str> {
         self.bytes().map(Key::from)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let bytes = self.bytes.get(self.at..self.at + N).ok_or("record cut short")?;
+        self.at += N;
+        Ok(bytes.try_into().expect("N bytes"))
     }
 
     fn byte(&mut self) -> Result<u8, &'static str> {
@@ -753,6 +768,21 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
             }
             Value::Hash(hash.into())
         }
+        TYPE_SORTED_SET => {
+            let count = cursor.count()?;
+            let mut zset = SortedSet::default();
+            for _ in 0..count {
+                let member = cursor.bytes()?;
+                let score = f64::from_bits(u64::from_le_bytes(cursor.array()?));
+                if score.is_nan() {
+                    return Err("a NaN score");
+                }
+                if !zset.insert(member, score) {
+                    return Err("a sorted set member recorded twice");
+                }
+            }
+            Value::SortedSet(zset.into())
+        }
         _ => return Err("unknown value type"),
     })
 }
@@ -769,10 +799,14 @@ mod tests {
         let b = |text: String| Bytes::from(text);
         for index in 0..2_000u64 {
             let key = b(format!("k{index}"));
-            let effect = match index % 4 {
+            let effect = match index % 5 {
                 0 => Effect::Set { key, value: b(format!("v{index}")), ttl: Ttl::At(10_000 + index) },
                 1 => Effect::ListPush { key, left: false, values: vec![b("a".into()), b("b".into())] },
                 2 => Effect::SetAdd { key, members: vec![b("x".into()), b(format!("m{index}"))] },
+                3 => Effect::SortedSetAdd {
+                    key,
+                    members: vec![(b("x".into()), -0.0), (b(format!("m{index}")), index as f64 / 3.0)],
+                },
                 _ => Effect::HashSet { key, pairs: vec![(b("f".into()), b(format!("{index}")))] },
             };
             keyspace.apply(&effect);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 
 use super::CommandError;
-use crate::store::value::{HashValue, ListValue, SetValue};
+use crate::store::value::{HashValue, ListValue, SetValue, SortedSet};
 use crate::store::{Effect, Entry, Keyspace, Value};
 
 /// Everything a data command may use. Commands read through it and change
@@ -46,6 +46,22 @@ impl<'a> DataContext<'a> {
         record_room(emitted, adding, RECORD_EFFECTS_BYTES_MAX)
     }
 
+    /// A `STORE` form's write: replaces `destination` (of any type, its expiry dropped)
+    /// with what `replacement` creates, or deletes it when there is no replacement (an
+    /// empty result). Refused before anything changes if the result could outgrow a log
+    /// record: it can be far larger than the command's arguments.
+    pub fn replace_key(&mut self, destination: &Bytes, replacement: Option<Effect>) -> Result<(), CommandError> {
+        let delete = Effect::Delete { key: destination.clone() };
+        self.check_room(delete.encoded_bytes_bound() + replacement.as_ref().map_or(0, Effect::encoded_bytes_bound))?;
+        if self.entry(destination).is_some() {
+            self.emit(delete);
+        }
+        if let Some(replacement) = replacement {
+            self.emit(replacement);
+        }
+        Ok(())
+    }
+
     /// Deletes `key` through an effect if its deadline passed, so that the
     /// log (and a replica) sees the expiry before the write that follows.
     pub fn purge_if_expired(&mut self, key: &Bytes) {
@@ -83,6 +99,15 @@ impl<'a> DataContext<'a> {
         match self.entry(key) {
             None => Ok(None),
             Some(Entry { value: Value::Set(set), .. }) => Ok(Some(set)),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    /// The sorted set under `key`; `WRONGTYPE` if it holds another type.
+    pub fn sorted_set(&self, key: &[u8]) -> Result<Option<&SortedSet>, CommandError> {
+        match self.entry(key) {
+            None => Ok(None),
+            Some(Entry { value: Value::SortedSet(zset), .. }) => Ok(Some(zset)),
             Some(_) => Err(CommandError::WrongType),
         }
     }

@@ -25,6 +25,9 @@ pub mod list_move;
 pub mod lists;
 pub mod set_algebra;
 pub mod sets;
+pub mod sorted_algebra;
+pub mod sorted_ranges;
+pub mod sorted_sets;
 pub mod strings;
 pub mod table;
 

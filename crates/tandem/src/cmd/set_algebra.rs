@@ -88,16 +88,8 @@ fn members_reply(members: Vec<Bytes>) -> Reply {
 /// replies the new set's size.
 fn store(context: &mut DataContext, destination: &Bytes, members: Vec<Bytes>) -> Reply {
     let size = members.len() as i64;
-    let delete = Effect::Delete { key: destination.clone() };
-    let replacement = Effect::SetAdd { key: destination.clone(), members };
-    // A result can be far larger than the command's arguments, whose limit does not cover it.
-    context.check_room(delete.encoded_bytes_bound() + replacement.encoded_bytes_bound())?;
-    if context.entry(destination).is_some() {
-        context.emit(delete);
-    }
-    if size > 0 {
-        context.emit(replacement);
-    }
+    let replacement = (size > 0).then(|| Effect::SetAdd { key: destination.clone(), members });
+    context.replace_key(destination, replacement)?;
     Ok(Frame::Integer(size))
 }
 

@@ -227,7 +227,7 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 8] = [
+    let families: [&[CommandSpec]; 11] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
@@ -236,6 +236,9 @@ pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         super::set_algebra::SPECS,
         super::lists::SPECS,
         super::list_move::SPECS,
+        super::sorted_sets::SPECS,
+        super::sorted_ranges::SPECS,
+        super::sorted_algebra::SPECS,
     ];
     let all: Vec<CommandSpec> = families.iter().flat_map(|family| family.iter().copied()).collect();
     let mut names = std::collections::HashSet::new();

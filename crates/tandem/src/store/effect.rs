@@ -61,6 +61,11 @@ pub enum Effect {
     ListTrim { key: Bytes, start: u64, stop: u64, keep_none: bool },
     /// Remove every key.
     FlushAll,
+    /// Set sorted set members' scores (set created if absent). A score is
+    /// the final one, never a delta: `ZINCRBY` records the sum. Never NaN.
+    SortedSetAdd { key: Bytes, members: Vec<(Bytes, f64)> },
+    /// Remove sorted set members; the key goes when the set is empty.
+    SortedSetRemove { key: Bytes, members: Vec<Bytes> },
 }
 
 impl Effect {
@@ -83,7 +88,9 @@ impl Effect {
             | Effect::ListPop { key, .. }
             | Effect::ListSet { key, .. }
             | Effect::ListRemove { key, .. }
-            | Effect::ListTrim { key, .. } => (Some(key), None),
+            | Effect::ListTrim { key, .. }
+            | Effect::SortedSetAdd { key, .. }
+            | Effect::SortedSetRemove { key, .. } => (Some(key), None),
             Effect::Rename { from, to } => (Some(from), Some(to)),
             Effect::FlushAll => (None, None),
         }
@@ -92,6 +99,8 @@ impl Effect {
 
 /// Room an encoded byte string needs beyond its bytes (postcard's varint length prefix).
 const LENGTH_PREFIX_BYTES_MAX: u64 = 10;
+/// Room a score takes (postcard writes an `f64` as its 8 bytes).
+const SCORE_BYTES: u64 = 8;
 /// Room an effect's tag and fixed-size fields need at most.
 const FIXED_FIELDS_BYTES_MAX: u64 = 64;
 
@@ -120,7 +129,12 @@ impl Effect {
                     one(key) + pairs.iter().map(|(field, value)| one(field) + one(value)).sum::<u64>()
                 }
                 Effect::HashDelete { key, fields } => one(key) + all(fields),
-                Effect::SetAdd { key, members } | Effect::SetRemove { key, members } => one(key) + all(members),
+                Effect::SetAdd { key, members }
+                | Effect::SetRemove { key, members }
+                | Effect::SortedSetRemove { key, members } => one(key) + all(members),
+                Effect::SortedSetAdd { key, members } => {
+                    one(key) + members.iter().map(|(member, _)| one(member) + SCORE_BYTES).sum::<u64>()
+                }
                 Effect::ListPush { key, values, .. } => one(key) + all(values),
                 Effect::FlushAll => 0,
             }
@@ -150,6 +164,8 @@ mod tests {
             Effect::IncrBy { key: Bytes::from_static(b"n"), delta: -7 },
             Effect::ListTrim { key: Bytes::from_static(b"l"), start: 1, stop: 3, keep_none: false },
             Effect::FlushAll,
+            Effect::SortedSetAdd { key: Bytes::from_static(b"z"), members: vec![(Bytes::from_static(b"m"), -0.5)] },
+            Effect::SortedSetRemove { key: Bytes::from_static(b"z"), members: vec![Bytes::from_static(b"m")] },
         ];
         let mut out = Vec::new();
         encode(&effects, &mut out);
@@ -162,6 +178,8 @@ mod tests {
         let b = |text: &str| Bytes::copy_from_slice(text.as_bytes());
         let long = Bytes::from(vec![7u8; 100_000]);
         let many: Vec<Bytes> = (0..1000).map(|index| b(&format!("m{index}"))).collect();
+        let many_scored = many.iter().map(|member| (member.clone(), f64::MIN_POSITIVE)).collect();
+        let long_member = long.clone();
         let effects = [
             Effect::Set { key: b("k"), value: long.clone(), ttl: Ttl::At(u64::MAX) },
             Effect::SetRange { key: b("k"), offset: u64::MAX, value: b("v") },
@@ -171,6 +189,8 @@ mod tests {
             Effect::ListRemove { key: b("l"), count: i64::MIN, value: long },
             Effect::ListTrim { key: b("l"), start: u64::MAX, stop: u64::MAX, keep_none: true },
             Effect::FlushAll,
+            Effect::SortedSetAdd { key: b("z"), members: many_scored },
+            Effect::SortedSetRemove { key: b("z"), members: vec![long_member] },
         ];
         for effect in effects {
             let mut out = Vec::new();

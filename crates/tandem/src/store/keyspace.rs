@@ -37,7 +37,7 @@ pub use super::buckets::{bucket_of, Bucket, Snapshot, BUCKET_COUNT};
 use super::buckets::{leaf_of, Buckets, BUCKETS_PER_LEAF, LEAF_COUNT};
 use super::effect::{Effect, Ttl};
 use super::glob;
-use super::value::{Blob, Entry, HashValue, Key, ListValue, SetValue, Value};
+use super::value::{Blob, Entry, HashValue, Key, ListValue, SetValue, SortedSet, Value};
 
 /// A consistent cut for a checkpoint: the frozen state, its generation, and
 /// for an incremental the base generation it holds the changes since.
@@ -411,6 +411,21 @@ impl Keyspace {
                     self.drop_if_empty(key);
                 }
             }
+            Effect::SortedSetAdd { key, members } => {
+                let zset = sorted_set_mut(self.value_mut(key, new_sorted_set));
+                for (member, score) in members {
+                    zset.insert(member, *score);
+                }
+            }
+            Effect::SortedSetRemove { key, members } => {
+                if self.get_including_expired(key).is_some() {
+                    let zset = sorted_set_mut(self.value_mut(key, new_sorted_set));
+                    for member in members {
+                        zset.remove(member);
+                    }
+                    self.drop_if_empty(key);
+                }
+            }
             list_effect => self.apply_list(list_effect),
         }
     }
@@ -657,6 +672,16 @@ fn entry_digest(key: &[u8], entry: &Entry) -> u64 {
             let sum = set.iter().map(|member| crc32c::crc32c(member) as u64).fold(0u64, u64::wrapping_add);
             value_crc = crc32c::crc32c_append(value_crc, &sum.to_le_bytes());
         }
+        Value::SortedSet(zset) => {
+            let sum = zset
+                .unordered()
+                .map(|(member, score)| {
+                    let member_crc = crc32c::crc32c(member);
+                    (member_crc as u64) << 32 | crc32c::crc32c_append(member_crc, &score.to_bits().to_le_bytes()) as u64
+                })
+                .fold(0u64, u64::wrapping_add);
+            value_crc = crc32c::crc32c_append(value_crc, &sum.to_le_bytes());
+        }
         Value::Hash(hash) => {
             let sum = hash
                 .iter()
@@ -712,6 +737,9 @@ fn new_set() -> Value {
 fn new_list() -> Value {
     Value::List(Arc::new(ListValue::new()))
 }
+fn new_sorted_set() -> Value {
+    Value::SortedSet(Arc::new(SortedSet::default()))
+}
 
 fn hash_mut(value: &mut Value) -> &mut HashValue {
     match value {
@@ -723,6 +751,12 @@ fn set_mut(value: &mut Value) -> &mut SetValue {
     match value {
         Value::Set(set) => Arc::make_mut(set),
         other => panic!("set effect on a {} key", other.type_name()),
+    }
+}
+fn sorted_set_mut(value: &mut Value) -> &mut SortedSet {
+    match value {
+        Value::SortedSet(zset) => Arc::make_mut(zset),
+        other => panic!("sorted set effect on a {} key", other.type_name()),
     }
 }
 fn list_mut(value: &mut Value) -> &mut ListValue {

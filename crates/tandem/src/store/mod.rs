@@ -10,6 +10,7 @@ pub mod buckets;
 pub mod effect;
 pub mod glob;
 pub mod keyspace;
+pub mod sorted_set;
 pub mod value;
 
 pub use effect::Effect;

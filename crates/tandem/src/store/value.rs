@@ -68,6 +68,19 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    /// By bytes, as `memcmp` orders them (Redis's order for equal scores).
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
 impl std::hash::Hash for Key {
     // Must hash exactly as `[u8]` does, for `Borrow<[u8]>` lookups.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -90,6 +103,7 @@ pub type HashValue = hashbrown::HashMap<Key, Blob, Hasher>;
 pub type SetValue = hashbrown::HashSet<Key, Hasher>;
 /// A list value.
 pub type ListValue = VecDeque<Blob>;
+pub use super::sorted_set::SortedSet;
 
 /// A value of one of the Redis types tandem supports.
 ///
@@ -105,6 +119,8 @@ pub enum Value {
     Set(Arc<SetValue>),
     /// A list.
     List(Arc<ListValue>),
+    /// A sorted set.
+    SortedSet(Arc<SortedSet>),
 }
 
 impl Value {
@@ -115,6 +131,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::SortedSet(_) => "zset",
         }
     }
 
@@ -126,6 +143,7 @@ impl Value {
             Value::Hash(hash) => hash.len() as u8,
             Value::Set(set) => set.len() as u8,
             Value::List(list) => list.len() as u8,
+            Value::SortedSet(zset) => zset.len() as u8,
         }
     }
 
@@ -145,6 +163,7 @@ impl Value {
             Value::Hash(hash) => prefetch_read(Arc::as_ptr(hash).cast()),
             Value::Set(set) => prefetch_read(Arc::as_ptr(set).cast()),
             Value::List(list) => prefetch_read(Arc::as_ptr(list).cast()),
+            Value::SortedSet(zset) => prefetch_read(Arc::as_ptr(zset).cast()),
         }
     }
 
@@ -155,6 +174,7 @@ impl Value {
             Value::Hash(hash) => hash.is_empty(),
             Value::Set(set) => set.is_empty(),
             Value::List(list) => list.is_empty(),
+            Value::SortedSet(zset) => zset.is_empty(),
         }
     }
 }
