@@ -76,6 +76,8 @@ pub struct Database {
     flush_wanted: tokio::sync::Notify,
     /// See `set_early_writes`.
     early_writes: AtomicBool,
+    /// Keys that blocked clients wait on; every commit signals the keys it changed.
+    ready: crate::ready_keys::ReadyKeys,
 }
 
 /// Where a data directory keeps its log.
@@ -196,6 +198,7 @@ impl Database {
             restored,
             flush_wanted: tokio::sync::Notify::new(),
             early_writes: AtomicBool::new(false),
+            ready: Default::default(),
         })
     }
 
@@ -255,8 +258,17 @@ impl Database {
         locked.last_record_epoch = epoch.0;
         self.changes.fetch_add(effects.len() as u64, Ordering::Relaxed);
         self.log_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.ready.signal(effects.iter().flat_map(|effect| {
+            let (first, second) = effect.keys();
+            first.into_iter().chain(second)
+        }));
         effects.clear();
         index
+    }
+
+    /// The keys blocked clients wait on.
+    pub fn ready_keys(&self) -> &crate::ready_keys::ReadyKeys {
+        &self.ready
     }
 
     /// Waits until a reply with this ticket may be sent.

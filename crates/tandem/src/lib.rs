@@ -23,7 +23,9 @@
 //!   tracking, the service address (loopback, or the Linux virtual IP with
 //!   gratuitous ARP), role-change reactions, switchover, the witness.
 //! * [`db`] — the keyspace lock and the log together: execute a command or an
-//!   `EXEC` as one record, and the durability ticket a reply waits for.
+//!   `EXEC` as one record, and the durability ticket a reply waits for;
+//!   [`ready_keys`]: the keys blocked clients (`BLPOP`, …) wait on, signalled
+//!   by every commit.
 //! * [`server`] — accept loop, one task per connection (which parses a
 //!   pipeline ahead and prefetches its keys), sessions (auth, MULTI, pub/sub),
 //!   client registry, `INFO`/`CONFIG`.
@@ -58,6 +60,7 @@ pub mod limits;
 pub mod logcheck;
 pub mod node;
 pub mod ops;
+pub mod ready_keys;
 pub mod repl;
 pub mod sentinel;
 pub mod server;

@@ -85,6 +85,29 @@ pub fn option_value(args: &[Bytes], at: usize) -> Result<&Bytes, CommandError> {
     args.get(at).ok_or(CommandError::Syntax)
 }
 
+/// The keys of `numkeys key [key ...]` at `args[at..]` (LMPOP, ZMPOP and their
+/// blocking forms), and the arguments after them.
+pub fn counted_keys(args: &[Bytes], at: usize) -> Result<(&[Bytes], &[Bytes]), CommandError> {
+    let numkeys_error = || CommandError::err("numkeys should be greater than 0");
+    let numkeys = parse_integer(&args[at]).filter(|&count| count > 0).ok_or_else(numkeys_error)? as u64;
+    if numkeys > (args.len() - at - 1) as u64 {
+        return Err(CommandError::Syntax);
+    }
+    Ok(args[at + 1..].split_at(numkeys as usize))
+}
+
+/// The `[COUNT count]` that ends LMPOP and ZMPOP (1 when absent).
+pub fn pop_count_option(rest: &[Bytes]) -> Result<usize, CommandError> {
+    match rest {
+        [] => Ok(1),
+        [option, value] if is(option, "count") => {
+            let positive = parse_integer(value).filter(|&count| count > 0);
+            Ok(positive.ok_or_else(|| CommandError::err("count should be greater than 0"))? as usize)
+        }
+        _ => Err(CommandError::Syntax),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

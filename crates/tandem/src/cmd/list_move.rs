@@ -1,5 +1,5 @@
-//! Moving an element between lists: LMOVE and RPOPLPUSH (the blocking forms
-//! are not implemented).
+//! Moving an element between lists: LMOVE and RPOPLPUSH (their blocking
+//! forms are in `blocking`).
 //!
 //! A move is `Effect::ListPop` from the source and `Effect::ListPush` to the
 //! destination. When both are the same key the push comes first: popping the
@@ -22,7 +22,7 @@ pub const SPECS: &[CommandSpec] =
     &[spec("lmove", 5, MOVE, TWO_KEYS, lmove), spec("rpoplpush", 3, MOVE, TWO_KEYS, rpoplpush)];
 
 /// `LEFT` (true) or `RIGHT` (false).
-fn side(arg: &[u8]) -> Result<bool, CommandError> {
+pub(super) fn side(arg: &[u8]) -> Result<bool, CommandError> {
     if is(arg, "left") {
         Ok(true)
     } else if is(arg, "right") {
@@ -45,7 +45,13 @@ fn rpoplpush(context: &mut DataContext, args: &[Bytes]) -> Reply {
 
 /// Moves the element at one end of `source` to one end of `destination`;
 /// replies it, or nil when `source` is missing.
-fn move_one(context: &mut DataContext, source: &Bytes, destination: &Bytes, from_left: bool, to_left: bool) -> Reply {
+pub(super) fn move_one(
+    context: &mut DataContext,
+    source: &Bytes,
+    destination: &Bytes,
+    from_left: bool,
+    to_left: bool,
+) -> Reply {
     let Some(list) = context.list(source)? else {
         return Ok(Frame::Null);
     };

@@ -14,6 +14,7 @@
 //! is what role admission and `COMMAND INFO` use.
 
 pub mod args;
+pub mod blocking;
 pub mod context;
 pub mod error;
 pub mod float_text;

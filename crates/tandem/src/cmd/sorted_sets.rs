@@ -239,7 +239,12 @@ fn rank(context: &mut DataContext, args: &[Bytes], reverse: bool) -> Reply {
 }
 
 /// Removes and returns up to `count` members from the low (`max` false) or high end.
-fn pop(context: &mut DataContext, key: &Bytes, count: usize, max: bool) -> Result<Vec<(Bytes, f64)>, CommandError> {
+pub(super) fn pop(
+    context: &mut DataContext,
+    key: &Bytes,
+    count: usize,
+    max: bool,
+) -> Result<Vec<(Bytes, f64)>, CommandError> {
     let Some(zset) = context.sorted_set(key)? else {
         return Ok(Vec::new());
     };
@@ -288,30 +293,16 @@ fn pop_command(context: &mut DataContext, args: &[Bytes], max: bool) -> Reply {
 
 /// `ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]` — pops from the first
 /// key that holds members; replies that key and the members, or a null.
-fn zmpop(context: &mut DataContext, args: &[Bytes]) -> Reply {
-    let numkeys_error = || CommandError::err("numkeys should be greater than 0");
-    let numkeys = args::parse_integer(&args[1]).filter(|&count| count > 0).ok_or_else(numkeys_error)? as u64;
-    if numkeys > (args.len() - 2) as u64 {
-        return Err(CommandError::Syntax);
-    }
-    let keys = &args[2..2 + numkeys as usize];
-    let mut rest = args[2 + keys.len()..].iter();
-    let max = match rest.next() {
+pub(super) fn zmpop(context: &mut DataContext, args: &[Bytes]) -> Reply {
+    let (keys, rest) = args::counted_keys(args, 1)?;
+    let max = match rest.first() {
         Some(word) if is(word, "min") => false,
         Some(word) if is(word, "max") => true,
         _ => return Err(CommandError::Syntax),
     };
-    let mut count = None;
-    while let Some(option) = rest.next() {
-        if !is(option, "count") || count.is_some() {
-            return Err(CommandError::Syntax);
-        }
-        let value = rest.next().ok_or(CommandError::Syntax)?;
-        let positive = args::parse_integer(value).filter(|&count| count > 0);
-        count = Some(positive.ok_or_else(|| CommandError::err("count should be greater than 0"))? as usize);
-    }
+    let count = args::pop_count_option(&rest[1..])?;
     for key in keys {
-        let popped = pop(context, key, count.unwrap_or(1), max)?;
+        let popped = pop(context, key, count, max)?;
         if !popped.is_empty() {
             let pairs =
                 popped.into_iter().map(|(member, score)| Frame::Array(vec![Frame::Bulk(member), Frame::Double(score)]));

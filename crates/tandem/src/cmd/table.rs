@@ -31,6 +31,8 @@ impl Flags {
     pub const NO_QUEUE: Flags = Flags(1 << 7);
     /// Connection state only; touches no data.
     pub const CONNECTION: Flags = Flags(1 << 8);
+    /// May block the client until a key changes (`BLPOP`, …).
+    pub const BLOCKING: Flags = Flags(1 << 9);
     /// No flags.
     pub const NONE: Flags = Flags(0);
 
@@ -54,6 +56,7 @@ impl Flags {
             (Flags::FAST, "fast"),
             (Flags::PUBSUB, "pubsub"),
             (Flags::NO_AUTH, "no_auth"),
+            (Flags::BLOCKING, "blocking"),
         ];
         all.iter().filter(|(flag, _)| self.has(*flag)).map(|(_, name)| *name).collect()
     }
@@ -227,7 +230,7 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 11] = [
+    let families: [&[CommandSpec]; 12] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
@@ -239,6 +242,7 @@ pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
         super::sorted_sets::SPECS,
         super::sorted_ranges::SPECS,
         super::sorted_algebra::SPECS,
+        super::blocking::SPECS,
     ];
     let all: Vec<CommandSpec> = families.iter().flat_map(|family| family.iter().copied()).collect();
     let mut names = std::collections::HashSet::new();

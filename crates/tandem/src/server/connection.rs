@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::blocking::Outcome;
 use super::pipeline::{Next, Pipeline};
 use super::session::Session;
 use super::Shared;
@@ -73,9 +74,12 @@ async fn serve(
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut shutdown = shared.shutdown.subscribe();
     let mut pipeline = Pipeline::default();
+    // A blocked command's reply, encoded into `output` last turn, waits for this.
+    let mut carried: Option<LogIndex> = None;
     loop {
-        let mut ticket: Option<LogIndex> = None;
+        let mut ticket: Option<LogIndex> = carried.take();
         let mut close: Option<Closed> = None;
+        let mut blocked = None;
         let mut needs_input = false;
         let client = &session.client;
         client.last_command_ms.store(client.created.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -95,6 +99,11 @@ async fn serve(
                     }
                     if flow.close {
                         close = Some(Closed::Quit);
+                        break;
+                    }
+                    if flow.blocked.is_some() {
+                        // The replies so far go out first; nothing after it runs until it ends.
+                        blocked = flow.blocked;
                         break;
                     }
                 }
@@ -147,6 +156,20 @@ async fn serve(
         }
         if let Some(reason) = close {
             return reason;
+        }
+        if let Some(blocked) = blocked {
+            match super::blocking::wait(shared, session, blocked, &mut socket, &mut input, query_buffer_max).await {
+                Outcome::Reply(reply, ticket) => {
+                    reply.encode(session.protocol, &mut output);
+                    carried = ticket;
+                    continue;
+                }
+                Outcome::Peer => return Closed::Peer,
+                Outcome::Io(error) => return Closed::Io(error),
+                Outcome::QueryBufferLimit => return Closed::QueryBufferLimit,
+                Outcome::Killed => return Closed::Killed,
+                Outcome::Shutdown => return Closed::Shutdown,
+            }
         }
         if session.client.is_killed() {
             return Closed::Killed;

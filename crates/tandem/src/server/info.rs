@@ -136,7 +136,7 @@ fn clients(shared: &Shared, text: &mut String) {
     let (channels, patterns) = shared.broker.counts();
     line(text, "connected_clients", shared.clients.len());
     line(text, "maxclients", shared.runtime.maxclients.load(Ordering::Relaxed));
-    line(text, "blocked_clients", 0);
+    line(text, "blocked_clients", shared.db.ready_keys().blocked_clients());
     line(text, "pubsub_channels", channels);
     line(text, "pubsub_patterns", patterns);
 }

@@ -6,10 +6,13 @@
 //!   prefetches together before running them.
 //! * [`session`] — a connection's state (protocol, auth, MULTI, subscriptions)
 //!   and the connection/server commands.
+//! * [`blocking`] — a client blocked in `BLPOP` and the like: waits for its
+//!   keys, its timeout, a kill, a role change or the client going away.
 //! * [`clients`] — the registry behind `CLIENT LIST|KILL` and `maxclients`.
 //! * [`pubsub`] — channels and patterns with bounded subscriber queues.
 //! * [`info`] — `INFO` sections and `CONFIG GET`.
 
+pub mod blocking;
 pub mod clients;
 pub mod connection;
 pub mod info;

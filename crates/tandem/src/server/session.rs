@@ -55,6 +55,19 @@ pub struct Flow {
     pub close: bool,
     /// The command's reply, still to come; nothing after it runs before it.
     pub deferred: Option<DeferredReply>,
+    /// A blocking command found nothing to pop: the connection waits (see
+    /// `server::blocking`); nothing after it runs before its reply.
+    pub blocked: Option<Blocked>,
+}
+
+/// A blocking command (`BLPOP`, …) waiting for one of its keys to change.
+pub struct Blocked {
+    /// The command, run again on every change.
+    pub spec: &'static CommandSpec,
+    /// Its arguments, name first.
+    pub args: Vec<Bytes>,
+    /// Its keys and timeout.
+    pub plan: crate::cmd::blocking::WaitPlan,
 }
 
 /// A standby refuses writes like a Redis replica, and reads too with `replica_read = false`;
@@ -186,6 +199,9 @@ impl Session {
             }
         }
         match spec.handler {
+            Handler::Data(_) if spec.flags.has(Flags::BLOCKING) && self.multi.is_none() => {
+                self.blocking(shared, spec, args, out)
+            }
             Handler::Data(_) => self.data(shared, spec, &args, out),
             Handler::Session(command) => self.session(shared, command, &args, out),
         }
@@ -212,6 +228,42 @@ impl Session {
         }
         self.push(executed.reply, out);
         Flow { ticket: Some(executed.ticket), ..Flow::default() }
+    }
+
+    /// A blocking command's first attempt; when it finds nothing, the flow says what to
+    /// wait for instead of a reply.
+    fn blocking(&mut self, shared: &Shared, spec: &'static CommandSpec, args: Vec<Bytes>, out: &mut BytesMut) -> Flow {
+        if spec.flags.has(Flags::DENYOOM) && shared.over_maxmemory() {
+            self.error(CommandError::OutOfMemory, out);
+            return Flow::default();
+        }
+        let executed = shared.db.execute(spec, &args);
+        if !crate::cmd::blocking::would_block(&executed.reply) {
+            self.last_write = self.last_write.max(executed.ticket);
+            self.push(executed.reply, out);
+            return Flow { ticket: Some(executed.ticket), ..Flow::default() };
+        }
+        match crate::cmd::blocking::wait_plan(&args) {
+            Ok(plan) => Flow { blocked: Some(Blocked { spec, args, plan }), ..Flow::default() },
+            Err(error) => {
+                self.error(error, out);
+                Flow::default()
+            }
+        }
+    }
+
+    /// Runs a blocked command again: its reply and ticket once it popped (or was refused,
+    /// the node having stopped taking writes), `None` while there is still nothing.
+    pub fn retry_blocked(&mut self, shared: &Shared, blocked: &Blocked) -> Option<(Frame, LogIndex)> {
+        if let Some(refusal) = refused_by_role(shared, blocked.spec) {
+            return Some((refusal.to_frame(), LogIndex(0)));
+        }
+        let executed = shared.db.execute(blocked.spec, &blocked.args);
+        if crate::cmd::blocking::would_block(&executed.reply) {
+            return None;
+        }
+        self.last_write = self.last_write.max(executed.ticket);
+        Some((executed.reply, executed.ticket))
     }
 
     fn session(&mut self, shared: &Shared, command: SessionCommand, args: &[Bytes], out: &mut BytesMut) -> Flow {

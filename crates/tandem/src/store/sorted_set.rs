@@ -3,18 +3,20 @@
 //! Two views of the same members, kept in step by every change:
 //! * `scores`, a hash map, answers a member's score (`ZSCORE`, `ZADD`'s
 //!   comparison) in constant time;
-//! * `order`, a B-tree of `(score, member)`, serves ranges by score, by
-//!   member (`BYLEX`) and by position, in Redis's order: ascending score, ties
-//!   by member bytes.
+//! * `order`, an order-statistic B-tree (`indexset`) of `(score, member)`,
+//!   in Redis's order (ascending score, ties by member bytes): it finds a
+//!   member's position (`ZRANK`) and the positions where a score or member
+//!   range starts and ends in O(log n), and reads from any position on.
 //!
-//! Positions (`ZRANK`, `ZRANGE 100 110`) walk the tree from the nearer end,
-//! so they cost O(distance from that end) where Redis's skiplist pays
-//! O(log n). Scores are never NaN (the commands refuse it before an effect
-//! exists), and `-0` is stored as `0` (see [`stored_score`]).
+//! So every query is positions first, then a walk over what it returns:
+//! `ZCOUNT` and `ZLEXCOUNT` walk nothing, `LIMIT` offsets skip for free.
+//! Scores are never NaN (the commands refuse it before an effect exists),
+//! and `-0` is stored as `0` (see [`stored_score`]).
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
-use std::ops::Bound;
+use std::ops::Range;
+
+use indexset::BTreeSet;
 
 use super::value::{Hasher, Key};
 
@@ -184,12 +186,7 @@ impl SortedSet {
 
     /// Every member with its score, in order (`reverse`: from the highest).
     pub fn iter(&self, reverse: bool) -> Box<dyn Iterator<Item = (&[u8], f64)> + '_> {
-        let entries = self.order.iter().map(|ranked| (&ranked.member[..], ranked.score.get()));
-        if reverse {
-            Box::new(entries.rev())
-        } else {
-            Box::new(entries)
-        }
+        self.read(0..self.len(), reverse, 0, None)
     }
 
     /// The members with their scores, in hash order (for `ZSCAN` and
@@ -200,39 +197,16 @@ impl SortedSet {
 
     /// The position of `member` in order (`reverse`: counted from the highest).
     pub fn rank(&self, member: &[u8], reverse: bool) -> Option<usize> {
-        let target = Ranked { score: Score(self.score(member)?), member: Key::from(member) };
-        // Count the members below and above in step: whichever side ends first gives the
-        // position, after walking the shorter side only (twice).
-        let mut below = self.order.range(..&target);
-        let mut above = self.order.range((Bound::Excluded(&target), Bound::Unbounded));
-        let mut walked = 0;
-        let from_start = loop {
-            match (below.next(), above.next()) {
-                (None, _) => break walked,
-                (_, None) => break self.len() - 1 - walked,
-                _ => walked += 1,
-            }
-        };
-        Some(if reverse { self.len() - 1 - from_start } else { from_start })
+        let position = self.order.rank(&Ranked { score: Score(self.score(member)?), member: Key::from(member) });
+        Some(if reverse { self.len() - 1 - position } else { position })
     }
 
     /// The members at positions `start..=stop` (in range), in order
     /// (`reverse`: positions counted from the highest, listed from there).
     pub fn by_rank(&self, start: usize, stop: usize, reverse: bool) -> Vec<(&[u8], f64)> {
         debug_assert!(start <= stop && stop < self.len());
-        let count = stop - start + 1;
-        // Walk from whichever end is nearer to the range.
-        let from_end = self.len() - 1 - stop;
-        let near_start = start <= from_end;
-        let entries = |ascending: bool| self.iter(!ascending);
-        if near_start {
-            // Positions as listed: from the start of the requested direction.
-            entries(!reverse).skip(start).take(count).collect()
-        } else {
-            let mut picked: Vec<_> = entries(reverse).skip(from_end).take(count).collect();
-            picked.reverse();
-            picked
-        }
+        let positions = if reverse { self.len() - 1 - stop..self.len() - start } else { start..stop + 1 };
+        self.read(positions, reverse, 0, None).collect()
     }
 
     /// The members whose scores lie within `min..max`, in order (`reverse`:
@@ -245,22 +219,75 @@ impl SortedSet {
         offset: usize,
         limit: Option<usize>,
     ) -> Vec<(&[u8], f64)> {
-        let in_range = self.score_range(min, max);
-        let picked: Box<dyn Iterator<Item = &Ranked>> =
-            if reverse { Box::new(in_range.rev().skip(offset)) } else { Box::new(in_range.skip(offset)) };
-        let picked = picked.map(|ranked| (&ranked.member[..], ranked.score.get()));
-        match limit {
-            Some(limit) => picked.take(limit).collect(),
-            None => picked.collect(),
-        }
+        self.read(self.score_positions(min, max), reverse, offset, limit).collect()
     }
 
     /// How many members have scores within `min..max`.
     pub fn count_by_score(&self, min: ScoreBound, max: ScoreBound) -> usize {
-        self.score_range(min, max).count()
+        self.score_positions(min, max).len()
     }
 
-    fn score_range(&self, min: ScoreBound, max: ScoreBound) -> std::collections::btree_set::Range<'_, Ranked> {
+    /// The members within `min..max` by member bytes, in order (`reverse`:
+    /// from the highest), skipping `offset` and at most `limit` of them. Like
+    /// Redis, meaningful when every member has the same score: the members
+    /// are then ordered by their bytes.
+    pub fn by_lex(
+        &self,
+        min: &LexBound,
+        max: &LexBound,
+        reverse: bool,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Vec<(&[u8], f64)> {
+        match self.lex_positions(min, max) {
+            Some(positions) => self.read(positions, reverse, offset, limit).collect(),
+            None => {
+                let in_range = |(member, _): &(&[u8], f64)| min.admits_above(member) && max.admits_below(member);
+                let all = self.read(0..self.len(), reverse, 0, None);
+                all.filter(in_range).skip(offset).take(limit.unwrap_or(usize::MAX)).collect()
+            }
+        }
+    }
+
+    /// How many members lie within `min..max` by member bytes.
+    pub fn count_by_lex(&self, min: &LexBound, max: &LexBound) -> usize {
+        match self.lex_positions(min, max) {
+            Some(positions) => positions.len(),
+            None => self
+                .order
+                .iter()
+                .filter(|ranked| min.admits_above(&ranked.member) && max.admits_below(&ranked.member))
+                .count(),
+        }
+    }
+
+    /// The members at `positions`, in order or from the end (`reverse`), after
+    /// skipping `offset` of them, at most `limit`: the positions are narrowed
+    /// first, so neither costs a walk.
+    fn read(
+        &self,
+        positions: Range<usize>,
+        reverse: bool,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Box<dyn Iterator<Item = (&[u8], f64)> + '_> {
+        let available = positions.len().saturating_sub(offset);
+        let count = limit.map_or(available, |limit| limit.min(available));
+        let start = if reverse {
+            positions.end - offset.min(positions.len()) - count
+        } else {
+            positions.start + offset.min(positions.len())
+        };
+        let entries = self.order.range_idx(start..start + count).map(|ranked| (&ranked.member[..], ranked.score.get()));
+        if reverse {
+            Box::new(entries.rev())
+        } else {
+            Box::new(entries)
+        }
+    }
+
+    /// The positions of the members with scores within `min..max`.
+    fn score_positions(&self, min: ScoreBound, max: ScoreBound) -> Range<usize> {
         // Every member of score `s` sorts at or after `(s, "")`, and before `(next_up(s), "")`.
         let at = |score: f64| Ranked { score: Score(score), member: Key::from(&b""[..]) };
         let low = match min {
@@ -272,85 +299,40 @@ impl SortedSet {
             ScoreBound::Exclusive(high) => high,
         };
         if low.is_nan() || high.is_nan() || low >= high {
-            return self.order.range(at(0.0)..at(0.0));
+            return 0..0;
         }
-        let upper = if high == f64::INFINITY && matches!(max, ScoreBound::Inclusive(_)) {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(at(high))
-        };
-        self.order.range((Bound::Included(at(low)), upper))
+        let start = if low == f64::NEG_INFINITY { 0 } else { self.order.rank(&at(low)) };
+        let end = if high == f64::INFINITY { self.len() } else { self.order.rank(&at(high)) };
+        start..end.max(start)
     }
 
-    /// The members within `min..max` by member bytes, in order (`reverse`:
-    /// from the highest), skipping `offset` and at most `limit` of them. Like
-    /// Redis, meaningful when every member has the same score: the members
-    /// are then ordered by their bytes.
-    pub fn by_lex<'s>(
-        &'s self,
-        min: &LexBound,
-        max: &LexBound,
-        reverse: bool,
-        offset: usize,
-        limit: Option<usize>,
-    ) -> Vec<(&'s [u8], f64)> {
-        let in_range = self.lex_range(min, max);
-        let picked: Box<dyn Iterator<Item = &'s Ranked>> =
-            if reverse { Box::new(in_range.rev().skip(offset)) } else { Box::new(in_range.skip(offset)) };
-        let picked = picked.map(|ranked| (&ranked.member[..], ranked.score.get()));
-        match limit {
-            Some(limit) => picked.take(limit).collect(),
-            None => picked.collect(),
-        }
-    }
-
-    /// How many members lie within `min..max` by member bytes.
-    pub fn count_by_lex(&self, min: &LexBound, max: &LexBound) -> usize {
-        self.lex_range(min, max).count()
-    }
-
-    fn lex_range<'s: 'm, 'm>(
-        &'s self,
-        min: &'m LexBound,
-        max: &'m LexBound,
-    ) -> Box<dyn DoubleEndedIterator<Item = &'s Ranked> + 'm> {
-        let (Some(first), Some(last)) = (self.order.first(), self.order.last()) else {
-            return Box::new(std::iter::empty());
+    /// The positions of the members within `min..max` by member bytes, when one score
+    /// holds throughout (`None` otherwise: then the order is not the members').
+    fn lex_positions(&self, min: &LexBound, max: &LexBound) -> Option<Range<usize>> {
+        let (first, last) = match (self.order.first(), self.order.last()) {
+            (Some(first), Some(last)) => (first, last),
+            _ => return Some(0..0),
         };
         if first.score != last.score {
-            // Not one score throughout: Redis leaves the result unspecified; this gives
-            // the members in range in score order, looking at every member.
-            return Box::new(
-                self.order
-                    .iter()
-                    .filter(move |ranked| min.admits_above(&ranked.member) && max.admits_below(&ranked.member)),
-            );
+            return None;
         }
-        // One score throughout: the tree orders by member, so the range is contiguous.
-        let at = |member: &[u8]| Ranked { score: first.score, member: Key::from(member) };
-        let lower = match min {
-            LexBound::Lowest => Bound::Unbounded,
-            LexBound::Highest => return Box::new(std::iter::empty()),
-            LexBound::Inclusive(bytes) => Bound::Included(at(bytes)),
-            LexBound::Exclusive(bytes) => Bound::Excluded(at(bytes)),
+        let score = first.score;
+        // Where `member` would sit, and one past it if it is there.
+        let before = |member: &[u8]| self.order.rank(&Ranked { score, member: Key::from(member) });
+        let after = |member: &[u8]| before(member) + self.scores.contains_key(member) as usize;
+        let start = match min {
+            LexBound::Lowest => 0,
+            LexBound::Highest => self.len(),
+            LexBound::Inclusive(member) => before(member),
+            LexBound::Exclusive(member) => after(member),
         };
-        let upper = match max {
-            LexBound::Highest => Bound::Unbounded,
-            LexBound::Lowest => return Box::new(std::iter::empty()),
-            LexBound::Inclusive(bytes) => Bound::Included(at(bytes)),
-            LexBound::Exclusive(bytes) => Bound::Excluded(at(bytes)),
+        let end = match max {
+            LexBound::Lowest => 0,
+            LexBound::Highest => self.len(),
+            LexBound::Inclusive(member) => after(member),
+            LexBound::Exclusive(member) => before(member),
         };
-        let empty = match (&lower, &upper) {
-            (Bound::Included(low) | Bound::Excluded(low), Bound::Included(high) | Bound::Excluded(high)) => {
-                low > high
-                    || (low == high && !(matches!(lower, Bound::Included(_)) && matches!(upper, Bound::Included(_))))
-            }
-            _ => false,
-        };
-        if empty {
-            return Box::new(std::iter::empty());
-        }
-        Box::new(self.order.range((lower, upper)))
+        Some(start..end.max(start))
     }
 }
 

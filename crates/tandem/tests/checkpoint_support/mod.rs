@@ -70,6 +70,16 @@ impl Node {
         }
     }
 
+    /// Waits until the log's writer has written every record appended so far, so that
+    /// its segments on disk are the ones a checkpoint's retention then finds.
+    pub fn wait_log_written(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.db.progress().written() < self.db.last_index() {
+            assert!(std::time::Instant::now() < deadline, "the log writer did not catch up within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The digest of the keyspace.
     pub fn digest(&self) -> u64 {
         self.db.with_keyspace(|keyspace| keyspace.digest())
