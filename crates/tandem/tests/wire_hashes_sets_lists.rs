@@ -62,6 +62,20 @@ fn hash_fields_are_set_read_and_deleted() {
 }
 
 #[test]
+fn hrandfield_returns_fields_of_the_hash_with_their_values() {
+    let server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = cmd("HSET").arg("h").arg(&["a", "1", "b", "2", "c", "3"]).query(&mut con).unwrap();
+    let fields: Vec<String> = cmd("HRANDFIELD").arg("h").arg(2).query(&mut con).unwrap();
+    assert_eq!(fields.iter().collect::<HashSet<_>>().len(), 2);
+    let pairs: Vec<(String, String)> = cmd("HRANDFIELD").arg("h").arg(-10).arg("WITHVALUES").query(&mut con).unwrap();
+    assert_eq!(pairs.len(), 10);
+    let expected: HashMap<&str, &str> = [("a", "1"), ("b", "2"), ("c", "3")].into();
+    assert!(pairs.iter().all(|(field, value)| expected[field.as_str()] == value));
+    assert_eq!(cmd("HRANDFIELD").arg("missing").query::<Option<String>>(&mut con).unwrap(), None);
+}
+
+#[test]
 fn hincrby_counts_and_refuses_non_integer_fields() {
     let server = TestServer::start();
     let mut con = server.connection();

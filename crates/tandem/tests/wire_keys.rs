@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{poll_until, query_error, TestServer};
@@ -358,4 +358,33 @@ fn a_queued_unknown_command_makes_exec_abort() {
     let result = redis::pipe().atomic().cmd("SET").arg("c").arg(1).cmd("NOSUCHCOMMAND").query::<Value>(&mut con);
     assert!(result.is_err(), "{result:?}");
     assert_eq!(cmd("EXISTS").arg("c").query::<i64>(&mut con).unwrap(), 0);
+}
+
+#[test]
+fn copy_duplicates_value_and_expiry_and_survives_a_restart() {
+    let mut server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = cmd("HSET").arg("profile").arg(&["name", "ada", "lang", "rust"]).query(&mut con).unwrap();
+    let _: i64 = cmd("EXPIRE").arg("profile").arg(1000).query(&mut con).unwrap();
+    let _: i64 = cmd("ZADD").arg("board").arg(&["1", "a", "2", "b"]).query(&mut con).unwrap();
+    assert_eq!(cmd("COPY").arg("profile").arg("backup").query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(cmd("COPY").arg("board").arg("backup").query::<i64>(&mut con).unwrap(), 0, "no REPLACE");
+    assert_eq!(cmd("COPY").arg("board").arg("board2").arg("DB").arg(0).query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(cmd("COPY").arg("missing").arg("x").query::<i64>(&mut con).unwrap(), 0);
+    assert_eq!(query_error(&mut con, cmd("COPY").arg("board").arg("x").arg("DB").arg(3)), "ERR DB index is out of range");
+    let ttl: i64 = cmd("TTL").arg("backup").query(&mut con).unwrap();
+    assert!(ttl > 990 && ttl <= 1000, "the expiry is copied: {ttl}");
+    // The copy is its own value: changing it leaves the original alone.
+    let _: i64 = cmd("HSET").arg("backup").arg("lang").arg("c").query(&mut con).unwrap();
+    drop(con);
+    server.stop();
+    server.restart();
+    let mut con = server.connection();
+    let original: HashMap<String, String> = cmd("HGETALL").arg("profile").query(&mut con).unwrap();
+    let copy: HashMap<String, String> = cmd("HGETALL").arg("backup").query(&mut con).unwrap();
+    assert_eq!(original["lang"], "rust");
+    assert_eq!(copy["lang"], "c");
+    assert_eq!(copy["name"], "ada");
+    let board: Vec<(String, f64)> = cmd("ZRANGE").arg("board2").arg(0).arg(-1).arg("WITHSCORES").query(&mut con).unwrap();
+    assert_eq!(board, [("a".to_string(), 1.0), ("b".to_string(), 2.0)]);
 }

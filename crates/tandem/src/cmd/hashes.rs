@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tandem_resp::Frame;
 
 use super::args::{self, is};
+use super::random_picks::Picks;
 use super::table::{spec, CommandSpec, Flags};
 use super::{CommandError, DataContext, Reply};
 use crate::store::effect::Effect;
@@ -42,6 +43,7 @@ pub const SPECS: &[CommandSpec] = &[
     spec("hvals", 2, Flags::READONLY, ONE_KEY, hvals),
     spec("hstrlen", 3, READ, ONE_KEY, hstrlen),
     spec("hscan", -3, Flags::READONLY, ONE_KEY, hscan),
+    spec("hrandfield", -2, Flags::READONLY, ONE_KEY, hrandfield),
 ];
 
 fn bulk(bytes: &[u8]) -> Frame {
@@ -180,6 +182,31 @@ fn hstrlen(context: &mut DataContext, args: &[Bytes]) -> Reply {
     Ok(Frame::Integer(field_value(context.hash(&args[1])?, &args[2]).map_or(0, <[u8]>::len) as i64))
 }
 
+/// `HRANDFIELD key [count [WITHVALUES]]` — random fields (see
+/// [`random_picks`](super::random_picks) for the count); with `WITHVALUES`,
+/// field–value pairs (nested in RESP3, as Redis 7 replies).
+fn hrandfield(context: &mut DataContext, args: &[Bytes]) -> Reply {
+    let with_values = match &args[2..] {
+        [] | [_] => false,
+        [_, option] if is(option, "withvalues") => true,
+        _ => return Err(CommandError::Syntax),
+    };
+    let count = args.get(2).map(|count| args::integer(count)).transpose()?;
+    let Some(size) = context.hash(&args[1])?.map(HashValue::len) else {
+        return Ok(if count.is_some() { Frame::Array(Vec::new()) } else { Frame::Null });
+    };
+    let picks = Picks::draw(size, count.unwrap_or(1), context.rng)?;
+    let hash = context.hash(&args[1])?.expect("seen above");
+    let picked = picks.read(hash.iter().map(|(field, value)| (&field[..], &value[..])));
+    Ok(match count {
+        None => bulk(picked[0].0),
+        Some(_) if with_values => {
+            Frame::Pairs(picked.iter().map(|(field, value)| (bulk(field), bulk(value))).collect())
+        }
+        Some(_) => Frame::Array(picked.iter().map(|(field, _)| bulk(field)).collect()),
+    })
+}
+
 /// `HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]`
 fn hscan(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let cursor = scan_cursor(&args[2])?;
@@ -313,6 +340,32 @@ mod tests {
     use super::*;
     use crate::cmd::harness::{b, bulk_text, sorted, text, Harness};
     use crate::store::effect::Ttl;
+
+    #[test]
+    fn hrandfield_picks_fields_with_or_without_values() {
+        let mut h = Harness::new();
+        h.ok("hset h a 1 b 2 c 3");
+        let one = text(&h.ok("hrandfield h"));
+        assert!(["a", "b", "c"].contains(&one.as_str()));
+        assert_eq!(sorted(&h.ok("hrandfield h 10")), ["a", "b", "c"], "distinct, at most every field");
+        let Frame::Pairs(pairs) = h.ok("hrandfield h -5 WITHVALUES") else { panic!("pairs with values") };
+        assert_eq!(pairs.len(), 5);
+        for (field, value) in &pairs {
+            let expected = match text(field).as_str() {
+                "a" => "1",
+                "b" => "2",
+                "c" => "3",
+                other => panic!("not a field: {other}"),
+            };
+            assert_eq!(text(value), expected);
+        }
+        assert_eq!(h.ok("hrandfield missing"), Frame::Null);
+        assert_eq!(h.ok("hrandfield missing 2"), Frame::Array(Vec::new()));
+        assert_eq!(h.ok("hrandfield h 0"), Frame::Array(Vec::new()));
+        assert_eq!(h.run("hrandfield h 1 WITHSCORES"), Err(CommandError::Syntax));
+        assert_eq!(h.run("hrandfield h x"), Err(CommandError::NotInteger));
+        assert_eq!(h.effects.len(), 1, "reads only");
+    }
 
     #[test]
     fn hset_counts_new_fields_and_hget_reads_them() {

@@ -21,9 +21,11 @@ pub mod float_text;
 #[cfg(test)]
 pub mod harness;
 pub mod hashes;
+pub mod key_copy;
 pub mod keys;
 pub mod list_move;
 pub mod lists;
+pub mod random_picks;
 pub mod set_algebra;
 pub mod sets;
 pub mod sorted_algebra;

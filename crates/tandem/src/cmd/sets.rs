@@ -30,7 +30,7 @@ const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
 /// Most members one `SRANDMEMBER key -count` replies: with repeats the reply
 /// does not shrink to the set's size, and tandem builds a reply whole in
 /// memory (Redis streams it), so a huge count must not exhaust memory.
-pub(super) const RANDOM_REPEATS_MAX: u64 = 1 << 20;
+const RANDOM_REPEATS_MAX: u64 = super::random_picks::REPEATS_MAX;
 
 /// The set family's commands.
 pub const SPECS: &[CommandSpec] = &[

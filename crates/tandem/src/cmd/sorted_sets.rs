@@ -13,13 +13,11 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use rand::seq::SliceRandom;
-use rand::Rng;
 use tandem_resp::{format_double, Frame};
 
 use super::args::{self, is};
 use super::hashes::{scan_cursor, scan_options, scan_reply, scan_step};
-use super::sets::RANDOM_REPEATS_MAX;
+use super::random_picks::Picks;
 use super::table::{spec, CommandSpec, Flags};
 use super::{CommandError, DataContext, Reply};
 use crate::store::effect::Effect;
@@ -315,52 +313,22 @@ pub(super) fn zmpop(context: &mut DataContext, args: &[Bytes]) -> Reply {
 /// `ZRANDMEMBER key [count [WITHSCORES]]`
 fn zrandmember(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let with_scores = match &args[2..] {
-        [] => {
-            let Some(zset) = context.sorted_set(&args[1])? else { return Ok(Frame::Null) };
-            let position = context.rng.gen_range(0..zset.len());
-            let zset = context.sorted_set(&args[1])?.expect("seen above");
-            return Ok(zset.unordered().nth(position).map_or(Frame::Null, |(member, _)| bulk(member)));
-        }
+        [] => false,
         [_] => false,
         [_, option] if is(option, "withscores") => true,
         _ => return Err(CommandError::Syntax),
     };
-    let count = args::integer(&args[2])?;
-    if count == i64::MIN {
-        let bound = i64::MAX;
-        return Err(CommandError::err(format!("value is out of range, value must between -{bound} and {bound}")));
-    }
+    let count = args.get(2).map(|count| args::integer(count)).transpose()?;
     let Some(size) = context.sorted_set(&args[1])?.map(SortedSet::len) else {
-        return Ok(Frame::Array(Vec::new()));
+        return Ok(if count.is_some() { Frame::Array(Vec::new()) } else { Frame::Null });
     };
-    let mut positions: Vec<usize> = if count >= 0 {
-        let count = (count as u64).min(size as u64) as usize;
-        rand::seq::index::sample(context.rng, size, count).into_vec()
-    } else {
-        if count.unsigned_abs() > RANDOM_REPEATS_MAX {
-            let bound = RANDOM_REPEATS_MAX;
-            return Err(CommandError::err(format!("value is out of range, value must between -{bound} and {bound}")));
-        }
-        (0..count.unsigned_abs()).map(|_| context.rng.gen_range(0..size)).collect()
-    };
-    // Read the set in one pass, then put the picks back in a random order (drawn now,
-    // while the random source is free: the set borrows the context below).
-    positions.sort_unstable();
-    let mut order: Vec<usize> = (0..positions.len()).collect();
-    order.shuffle(context.rng);
+    let picks = Picks::draw(size, count.unwrap_or(1), context.rng)?;
     let zset = context.sorted_set(&args[1])?.expect("seen above");
-    let mut picked = Vec::with_capacity(positions.len());
-    let mut wanted = positions.iter().copied().peekable();
-    for (position, entry) in zset.unordered().enumerate() {
-        while wanted.next_if_eq(&position).is_some() {
-            picked.push(entry);
-        }
-        if wanted.peek().is_none() {
-            break;
-        }
+    let picked = picks.read(zset.unordered());
+    match count {
+        None => Ok(bulk(picked[0].0)),
+        Some(_) => Ok(members_reply(&picked, with_scores)),
     }
-    let picked: Vec<(&[u8], f64)> = order.into_iter().map(|index| picked[index]).collect();
-    Ok(members_reply(&picked, with_scores))
 }
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT count]` — members and their

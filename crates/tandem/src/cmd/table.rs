@@ -230,10 +230,11 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 12] = [
+    let families: [&[CommandSpec]; 13] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
+        super::key_copy::SPECS,
         super::hashes::SPECS,
         super::sets::SPECS,
         super::set_algebra::SPECS,
