@@ -371,7 +371,10 @@ fn copy_duplicates_value_and_expiry_and_survives_a_restart() {
     assert_eq!(cmd("COPY").arg("board").arg("backup").query::<i64>(&mut con).unwrap(), 0, "no REPLACE");
     assert_eq!(cmd("COPY").arg("board").arg("board2").arg("DB").arg(0).query::<i64>(&mut con).unwrap(), 1);
     assert_eq!(cmd("COPY").arg("missing").arg("x").query::<i64>(&mut con).unwrap(), 0);
-    assert_eq!(query_error(&mut con, cmd("COPY").arg("board").arg("x").arg("DB").arg(3)), "ERR DB index is out of range");
+    assert_eq!(
+        query_error(&mut con, cmd("COPY").arg("board").arg("x").arg("DB").arg(3)),
+        "ERR DB index is out of range"
+    );
     let ttl: i64 = cmd("TTL").arg("backup").query(&mut con).unwrap();
     assert!(ttl > 990 && ttl <= 1000, "the expiry is copied: {ttl}");
     // The copy is its own value: changing it leaves the original alone.
@@ -385,6 +388,7 @@ fn copy_duplicates_value_and_expiry_and_survives_a_restart() {
     assert_eq!(original["lang"], "rust");
     assert_eq!(copy["lang"], "c");
     assert_eq!(copy["name"], "ada");
-    let board: Vec<(String, f64)> = cmd("ZRANGE").arg("board2").arg(0).arg(-1).arg("WITHSCORES").query(&mut con).unwrap();
+    let board: Vec<(String, f64)> =
+        cmd("ZRANGE").arg("board2").arg(0).arg(-1).arg("WITHSCORES").query(&mut con).unwrap();
     assert_eq!(board, [("a".to_string(), 1.0), ("b".to_string(), 2.0)]);
 }
