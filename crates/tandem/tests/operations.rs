@@ -247,3 +247,45 @@ fn preempt_hands_the_role_back_to_the_preferred_node() {
     assert!(!cluster.nodes[1].stderr().contains("preempt: handing"), "the preferred node never hands the role back");
     assert!(cluster.nodes[0].stderr().contains("preempt: handing the role to the preferred node"));
 }
+
+/// `INFO clients`' `blocked_clients` of a node ("" if it cannot answer).
+fn blocked_clients(node: &cluster_support::Node) -> String {
+    let Ok(mut connection) = redis::Client::open(node.url()).unwrap().get_connection() else { return String::new() };
+    let text: String = redis::cmd("INFO").arg("clients").query(&mut connection).unwrap_or_default();
+    text.lines().find_map(|line| line.strip_prefix("blocked_clients:")).unwrap_or_default().trim().to_string()
+}
+
+#[test]
+fn a_client_blocked_on_the_active_stops_waiting_when_a_switchover_demotes_it() {
+    let (cluster, config) = sync_cluster_with_admin();
+    let (sender, outcome) = std::sync::mpsc::channel();
+    let mut blocked = cluster.nodes[0].connection();
+    std::thread::spawn(move || {
+        let reply: redis::RedisResult<Option<(String, String)>> =
+            redis::cmd("BLPOP").arg("jobs").arg(0).query(&mut blocked);
+        let _ = sender.send(reply);
+    });
+    poll_until(CONVERGE_TIMEOUT, "one client blocked on the active", || blocked_clients(&cluster.nodes[0]) == "1");
+    let output = operator(&cluster, &config, "switchover", &[]);
+    assert!(output.status.success(), "stdout: {}\nstderr: {}", text(&output.stdout), text(&output.stderr));
+    // Demoted, the old active answers its blocked client (or closes its connection): never a hang.
+    let reply = outcome.recv_timeout(COMMAND_TIMEOUT).expect("the blocked client was answered");
+    match reply {
+        Ok(popped) => panic!("a demoted node served a pop: {popped:?}"),
+        Err(error) => println!("the blocked client got: {error}"),
+    }
+    assert_eq!(blocked_clients(&cluster.nodes[0]), "0");
+    // The new active serves blocking pops.
+    wait_active(&cluster, 1);
+    let mut waiting = cluster.nodes[1].connection();
+    let (sender, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reply: redis::RedisResult<(String, String)> = redis::cmd("BRPOP").arg("jobs").arg(0).query(&mut waiting);
+        let _ = sender.send(reply);
+    });
+    poll_until(CONVERGE_TIMEOUT, "one client blocked on the new active", || blocked_clients(&cluster.nodes[1]) == "1");
+    assert!(accepts_a_write(&cluster.nodes[1], "jobs-marker"));
+    let _: i64 = redis::cmd("RPUSH").arg("jobs").arg("after").query(&mut cluster.nodes[1].connection()).unwrap();
+    let popped = outcome.recv_timeout(COMMAND_TIMEOUT).expect("served").unwrap();
+    assert_eq!(popped, ("jobs".to_string(), "after".to_string()));
+}
