@@ -392,3 +392,27 @@ fn copy_duplicates_value_and_expiry_and_survives_a_restart() {
         cmd("ZRANGE").arg("board2").arg(0).arg(-1).arg("WITHSCORES").query(&mut con).unwrap();
     assert_eq!(board, [("a".to_string(), 1.0), ("b".to_string(), 2.0)]);
 }
+
+#[test]
+fn sort_by_other_keys_with_lookups_and_a_stored_result() {
+    let mut server = TestServer::start();
+    let mut con = server.connection();
+    let _: i64 = cmd("RPUSH").arg("ids").arg(&["1", "2", "3"]).query(&mut con).unwrap();
+    let _: () = cmd("MSET").arg(&["rank_1", "20", "rank_2", "5", "rank_3", "12"]).query(&mut con).unwrap();
+    let _: () = cmd("HSET").arg("item:1").arg("name").arg("one").query(&mut con).unwrap();
+    let _: () = cmd("HSET").arg("item:2").arg("name").arg("two").query(&mut con).unwrap();
+    let by_rank: Vec<String> = cmd("SORT").arg("ids").arg("BY").arg("rank_*").arg("DESC").query(&mut con).unwrap();
+    assert_eq!(by_rank, ["1", "3", "2"]);
+    let names: Vec<Option<String>> =
+        cmd("SORT_RO").arg("ids").arg("BY").arg("rank_*").arg("GET").arg("item:*->name").query(&mut con).unwrap();
+    assert_eq!(names, [Some("two".to_string()), None, Some("one".to_string())]);
+    let stored: i64 =
+        cmd("SORT").arg("ids").arg("LIMIT").arg(0).arg(2).arg("STORE").arg("top").query(&mut con).unwrap();
+    assert_eq!(stored, 2);
+    drop(con);
+    server.stop();
+    server.restart();
+    let mut con = server.connection();
+    let top: Vec<String> = cmd("LRANGE").arg("top").arg(0).arg(-1).query(&mut con).unwrap();
+    assert_eq!(top, ["1", "2"]);
+}

@@ -28,6 +28,7 @@ pub mod lists;
 pub mod random_picks;
 pub mod set_algebra;
 pub mod sets;
+pub mod sort;
 pub mod sorted_algebra;
 pub mod sorted_ranges;
 pub mod sorted_sets;
