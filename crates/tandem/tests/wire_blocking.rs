@@ -140,3 +140,29 @@ fn a_served_pop_is_a_logged_write() {
     let left: Vec<String> = cmd("LRANGE").arg("q").arg(0).arg(-1).query(&mut con).unwrap();
     assert_eq!(left, ["keep"]);
 }
+
+#[test]
+fn client_unblock_ends_a_wait_as_a_timeout_or_an_error() {
+    let server = TestServer::start();
+    let mut con = server.connection();
+    let mut waiting = RawConnection::connect(server.addr());
+    let id = waiting.command_text(&["CLIENT", "ID"]).trim_start_matches(':').trim().to_string();
+    assert_eq!(cmd("CLIENT").arg("UNBLOCK").arg(&id).query::<i64>(&mut con).unwrap(), 0, "not blocked yet");
+    waiting.send(b"BLPOP q 0\r\n");
+    wait_blocked(&mut con, 1);
+    let list: String = cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    let line = list.lines().find(|line| line.starts_with(&format!("id={id} "))).expect("the blocked client is listed");
+    assert!(line.contains(" flags=b "), "{line}");
+    assert_eq!(cmd("CLIENT").arg("UNBLOCK").arg(&id).query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(waiting.read_frame(), b"*-1\r\n", "as if the timeout passed");
+    waiting.send(b"BZPOPMIN z 0\r\n");
+    wait_blocked(&mut con, 1);
+    assert_eq!(cmd("CLIENT").arg("UNBLOCK").arg(&id).arg("ERROR").query::<i64>(&mut con).unwrap(), 1);
+    assert_eq!(waiting.read_frame(), b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n");
+    assert_eq!(blocked_clients(&mut con), 0);
+    assert_eq!(
+        query_error(&mut con, cmd("CLIENT").arg("UNBLOCK").arg(&id).arg("LATER")),
+        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+    );
+    assert_eq!(cmd("CLIENT").arg("UNBLOCK").arg(999_999).query::<i64>(&mut con).unwrap(), 0, "no such client");
+}

@@ -6,8 +6,10 @@
 //! ([`ReadyKeys`](crate::ready_keys::ReadyKeys)), when the node's role
 //! changes (a demoted node answers `-READONLY` instead), and once a second
 //! in any case (a lease lost has no event of its own). It ends with the
-//! pop's reply, with the null array when its timeout passes, or with the
-//! connection when the client goes away, is killed, or the server shuts down.
+//! pop's reply, with the null array when its timeout passes (or `CLIENT
+//! UNBLOCK` says so; `CLIENT UNBLOCK id ERROR` gives `-UNBLOCKED`), or with
+//! the connection when the client goes away, is killed, or the server shuts
+//! down. `CLIENT LIST` shows the client with `flags=b` meanwhile.
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::clients::{Client, Unblock};
 use super::session::{Blocked, Session};
 use super::Shared;
 
@@ -40,6 +43,15 @@ pub enum Outcome {
     Shutdown,
 }
 
+/// Clears the client's blocked mark however the wait ends.
+struct Unmark<'a>(&'a Client);
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        self.0.set_blocked(false);
+    }
+}
+
 /// Waits until `blocked` pops, times out, or its connection ends. Requests
 /// that arrive meanwhile are read into `input` and run afterwards.
 pub async fn wait(
@@ -55,7 +67,9 @@ pub async fn wait(
     let mut roles = shared.replication.role_events();
     roles.borrow_and_update();
     let mut shutdown = shared.shutdown.subscribe();
-    let kill = session.client.clone();
+    let client = session.client.clone();
+    client.set_blocked(true);
+    let _unmark = Unmark(&client);
     loop {
         // Registered before this attempt: a write from here on wakes the wait below.
         if let Some((reply, ticket)) = session.retry_blocked(shared, &blocked) {
@@ -78,7 +92,14 @@ pub async fn wait(
                 Ok(_) => {}
                 Err(error) => return Outcome::Io(error),
             },
-            _ = kill.kill_signal.notified() => return Outcome::Killed,
+            _ = client.unblock_signal.notified() => match client.take_unblock() {
+                Some(Unblock::Timeout) => return Outcome::Reply(Frame::NullArray, None),
+                Some(Unblock::Error) => {
+                    return Outcome::Reply(Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"), None)
+                }
+                None => {}
+            },
+            _ = client.kill_signal.notified() => return Outcome::Killed,
             _ = shutdown.wait_for(|stop| *stop) => return Outcome::Shutdown,
         }
         if input.capacity() - input.len() < 4096 {

@@ -44,6 +44,21 @@ pub struct Client {
     killed: AtomicBool,
     /// Wakes the connection task when `killed` is set.
     pub kill_signal: Notify,
+    /// Set while the client waits in a blocking command (`flags=b`, `CLIENT UNBLOCK`).
+    blocked: AtomicBool,
+    /// What `CLIENT UNBLOCK` asked of the blocked command, until it is taken.
+    unblock: Mutex<Option<Unblock>>,
+    /// Wakes the blocked command when `unblock` is set.
+    pub unblock_signal: Notify,
+}
+
+/// How `CLIENT UNBLOCK` ends a blocked command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unblock {
+    /// As if its timeout had passed.
+    Timeout,
+    /// With `-UNBLOCKED client unblocked via CLIENT UNBLOCK`.
+    Error,
 }
 
 impl Client {
@@ -51,6 +66,34 @@ impl Client {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
         self.kill_signal.notify_one();
+    }
+
+    /// Marks the client blocked (or not); entering, forgets an earlier unblock request.
+    pub fn set_blocked(&self, blocked: bool) {
+        if blocked {
+            self.unblock.lock().take();
+        }
+        self.blocked.store(blocked, Ordering::Release);
+    }
+
+    /// Whether the client waits in a blocking command.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Acquire)
+    }
+
+    /// Ends the client's blocked command (`CLIENT UNBLOCK`); false if it is not blocked.
+    pub fn request_unblock(&self, how: Unblock) -> bool {
+        if !self.is_blocked() {
+            return false;
+        }
+        *self.unblock.lock() = Some(how);
+        self.unblock_signal.notify_one();
+        true
+    }
+
+    /// The pending `CLIENT UNBLOCK` request, if any.
+    pub fn take_unblock(&self) -> Option<Unblock> {
+        self.unblock.lock().take()
     }
 
     /// Whether someone asked this connection to close.
@@ -75,6 +118,8 @@ impl Client {
         let patterns = self.pattern_subscriptions.load(Ordering::Relaxed);
         let flags = if subscriptions + patterns > 0 {
             "P"
+        } else if self.is_blocked() {
+            "b"
         } else if multi >= 0 {
             "x"
         } else {
@@ -137,6 +182,9 @@ impl Clients {
             protocol: AtomicUsize::new(2),
             killed: AtomicBool::new(false),
             kill_signal: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: Mutex::new(None),
+            unblock_signal: Notify::new(),
         });
         by_id.insert(id, client.clone());
         self.accepted.fetch_add(1, Ordering::Relaxed);

@@ -101,6 +101,21 @@ fn refused_by_role(shared: &Shared, spec: &CommandSpec) -> Option<CommandError> 
     None
 }
 
+/// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]` — 1 if that client was blocked and now is not.
+fn client_unblock(shared: &Shared, args: &[Bytes]) -> Result<Frame, CommandError> {
+    let (id, how) = match args {
+        [id] => (id, super::clients::Unblock::Timeout),
+        [id, how] if is(how, "timeout") => (id, super::clients::Unblock::Timeout),
+        [id, how] if is(how, "error") => (id, super::clients::Unblock::Error),
+        [_, _] => return Err(CommandError::err("CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
+        _ => return Err(CommandError::WrongArity("client|unblock".into())),
+    };
+    let id = crate::cmd::args::integer(id)?;
+    let unblocked =
+        u64::try_from(id).ok().and_then(|id| shared.clients.get(id)).is_some_and(|client| client.request_unblock(how));
+    Ok(Frame::Integer(unblocked as i64))
+}
+
 /// One condition of `CLIENT KILL`'s filter form.
 type ClientFilter = Box<dyn Fn(&Client) -> bool>;
 
@@ -462,6 +477,8 @@ impl Session {
             Ok(Frame::Verbatim { format: *b"txt", text: Bytes::from(self.client.describe() + "\n") })
         } else if is(sub, "kill") {
             self.client_kill(shared, &args[2..])
+        } else if is(sub, "unblock") {
+            client_unblock(shared, &args[2..])
         } else if is(sub, "no-evict") || is(sub, "no-touch") || is(sub, "reply") {
             Ok(Frame::ok())
         } else {
