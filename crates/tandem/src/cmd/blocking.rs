@@ -17,10 +17,10 @@ use tandem_resp::Frame;
 
 use super::args;
 use super::list_move::{move_one, side};
+use super::lists::pop_elements;
 use super::sorted_sets::{pop, zmpop};
 use super::table::{spec, CommandSpec, Flags};
 use super::{CommandError, DataContext, Reply};
-use crate::store::effect::Effect;
 
 const BLOCKING_WRITE: Flags = Flags::WRITE.with(Flags::BLOCKING);
 /// Every argument but the last (the timeout) is a key.
@@ -89,11 +89,9 @@ fn timeout_ms(arg: &[u8]) -> Result<u64, CommandError> {
 fn pop_first(context: &mut DataContext, args: &[Bytes], left: bool) -> Reply {
     timeout_ms(&args[args.len() - 1])?;
     for key in &args[1..args.len() - 1] {
-        let Some(list) = context.list(key)? else { continue };
-        let end = if left { list.front() } else { list.back() };
-        let element = Bytes::copy_from_slice(end.expect("a stored list is never empty"));
-        context.emit(Effect::ListPop { key: key.clone(), left, count: 1 });
-        return Ok(Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Bulk(element)]));
+        if let Some(mut popped) = pop_elements(context, key, left, 1)? {
+            return Ok(Frame::Array(vec![Frame::Bulk(key.clone()), popped.remove(0)]));
+        }
     }
     Ok(Frame::NullArray)
 }
@@ -138,15 +136,9 @@ fn list_mpop(context: &mut DataContext, args: &[Bytes], numkeys_at: usize) -> Re
     let left = side(rest.first().ok_or(CommandError::Syntax)?)?;
     let count = args::pop_count_option(&rest[1..])? as u64;
     for key in keys {
-        let Some(list) = context.list(key)? else { continue };
-        let taken = count.min(list.len() as u64) as usize;
-        let elements: Vec<Frame> = if left {
-            list.iter().take(taken).map(|element| Frame::Bulk(Bytes::copy_from_slice(element))).collect()
-        } else {
-            list.iter().rev().take(taken).map(|element| Frame::Bulk(Bytes::copy_from_slice(element))).collect()
-        };
-        context.emit(Effect::ListPop { key: key.clone(), left, count: taken as u64 });
-        return Ok(Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Array(elements)]));
+        if let Some(elements) = pop_elements(context, key, left, count)? {
+            return Ok(Frame::Array(vec![Frame::Bulk(key.clone()), Frame::Array(elements)]));
+        }
     }
     Ok(Frame::NullArray)
 }

@@ -89,6 +89,23 @@ fn from_end(list: &ListValue, left: bool, count: usize) -> Vec<Frame> {
     }
 }
 
+/// Pops up to `count` elements from one end of the list under `key`; `None`
+/// when there is no list there. LPOP, RPOP and the multi-key and blocking pops.
+pub(super) fn pop_elements(
+    context: &mut DataContext,
+    key: &Bytes,
+    left: bool,
+    count: u64,
+) -> Result<Option<Vec<Frame>>, CommandError> {
+    let Some(list) = context.list(key)? else {
+        return Ok(None);
+    };
+    let taken = count.min(list.len() as u64);
+    let values = from_end(list, left, taken as usize);
+    context.emit(Effect::ListPop { key: key.clone(), left, count: taken });
+    Ok(Some(values))
+}
+
 /// LPOP/RPOP: without a count a bulk string or nil; with one an array, or
 /// a null array when the key is absent.
 fn pop(context: &mut DataContext, args: &[Bytes], left: bool, name: &str) -> Reply {
@@ -99,15 +116,15 @@ fn pop(context: &mut DataContext, args: &[Bytes], left: bool, name: &str) -> Rep
         Some(arg) => Some(args::non_negative(arg, CommandError::err("value is out of range, must be positive"))?),
         None => None,
     };
-    let Some(list) = context.list(&args[1])? else {
+    if count == Some(0) {
+        return Ok(match context.list(&args[1])? {
+            Some(_) => Frame::Array(Vec::new()),
+            None => Frame::NullArray,
+        });
+    }
+    let Some(mut values) = pop_elements(context, &args[1], left, count.unwrap_or(1))? else {
         return Ok(if count.is_some() { Frame::NullArray } else { Frame::Null });
     };
-    if count == Some(0) {
-        return Ok(Frame::Array(Vec::new()));
-    }
-    let taken = count.unwrap_or(1).min(list.len() as u64);
-    let mut values = from_end(list, left, taken as usize);
-    context.emit(Effect::ListPop { key: args[1].clone(), left, count: taken });
     Ok(match count {
         Some(_) => Frame::Array(values),
         None => values.remove(0),

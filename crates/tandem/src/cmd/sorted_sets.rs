@@ -258,12 +258,6 @@ pub(super) fn pop(
     Ok(popped)
 }
 
-/// A pop count: a non-negative integer.
-fn pop_count(arg: &[u8]) -> Result<usize, CommandError> {
-    let count = args::parse_integer(arg).and_then(|count| usize::try_from(count).ok());
-    count.ok_or_else(|| CommandError::err("value is out of range, must be positive"))
-}
-
 /// `ZPOPMIN key [count]`
 fn zpopmin(context: &mut DataContext, args: &[Bytes]) -> Reply {
     pop_command(context, args, false)
@@ -277,7 +271,9 @@ fn zpopmax(context: &mut DataContext, args: &[Bytes]) -> Reply {
 fn pop_command(context: &mut DataContext, args: &[Bytes], max: bool) -> Reply {
     let count = match &args[2..] {
         [] => None,
-        [count] => Some(pop_count(count)?),
+        [count] => {
+            Some(args::non_negative(count, CommandError::err("value is out of range, must be positive"))? as usize)
+        }
         _ => return Err(CommandError::Syntax),
     };
     let popped = pop(context, &args[1], count.unwrap_or(1), max)?;

@@ -214,9 +214,6 @@ impl Session {
             }
         }
         match spec.handler {
-            Handler::Data(_) if spec.flags.has(Flags::BLOCKING) && self.multi.is_none() => {
-                self.blocking(shared, spec, args, out)
-            }
             Handler::Data(_) => self.data(shared, spec, &args, out),
             Handler::Session(command) => self.session(shared, command, &args, out),
         }
@@ -232,39 +229,28 @@ impl Session {
         }
     }
 
-    fn data(&mut self, shared: &Shared, spec: &CommandSpec, args: &[Bytes], out: &mut BytesMut) -> Flow {
+    /// A data command; a blocking one (`BLPOP`, …) that found nothing to pop
+    /// returns what to wait for instead of its reply (inside `MULTI` it never gets here).
+    fn data(&mut self, shared: &Shared, spec: &'static CommandSpec, args: &[Bytes], out: &mut BytesMut) -> Flow {
         if spec.flags.has(Flags::DENYOOM) && shared.over_maxmemory() {
             self.error(CommandError::OutOfMemory, out);
             return Flow::default();
         }
         let executed = shared.db.execute(spec, args);
+        if spec.flags.has(Flags::BLOCKING) && crate::cmd::blocking::would_block(&executed.reply) {
+            return match crate::cmd::blocking::wait_plan(args) {
+                Ok(plan) => Flow { blocked: Some(Blocked { spec, args: args.to_vec(), plan }), ..Flow::default() },
+                Err(error) => {
+                    self.error(error, out);
+                    Flow::default()
+                }
+            };
+        }
         if spec.is_write() {
             self.last_write = self.last_write.max(executed.ticket);
         }
         self.push(executed.reply, out);
         Flow { ticket: Some(executed.ticket), ..Flow::default() }
-    }
-
-    /// A blocking command's first attempt; when it finds nothing, the flow says what to
-    /// wait for instead of a reply.
-    fn blocking(&mut self, shared: &Shared, spec: &'static CommandSpec, args: Vec<Bytes>, out: &mut BytesMut) -> Flow {
-        if spec.flags.has(Flags::DENYOOM) && shared.over_maxmemory() {
-            self.error(CommandError::OutOfMemory, out);
-            return Flow::default();
-        }
-        let executed = shared.db.execute(spec, &args);
-        if !crate::cmd::blocking::would_block(&executed.reply) {
-            self.last_write = self.last_write.max(executed.ticket);
-            self.push(executed.reply, out);
-            return Flow { ticket: Some(executed.ticket), ..Flow::default() };
-        }
-        match crate::cmd::blocking::wait_plan(&args) {
-            Ok(plan) => Flow { blocked: Some(Blocked { spec, args, plan }), ..Flow::default() },
-            Err(error) => {
-                self.error(error, out);
-                Flow::default()
-            }
-        }
     }
 
     /// Runs a blocked command again: its reply and ticket once it popped (or was refused,
