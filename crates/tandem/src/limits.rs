@@ -40,6 +40,10 @@ pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
 /// together (`Keyspace::prefetch`): enough to overlap many cache misses,
 /// few enough that the entries are still cached when their commands run.
 pub const PREFETCH_AHEAD_MAX: usize = 64;
+/// Keys `Keyspace::prefetch` takes through each link of their lookups
+/// together: their misses overlap, and this many leave room in the CPU's
+/// queue of outstanding loads.
+pub const PREFETCH_GROUP: usize = 16;
 /// Log bytes not yet written above which a connection stops running more of its
 /// pipelined requests until its replies are acknowledged (back-pressure on writers).
 pub const LOG_BACKLOG_BYTES_SOFT_MAX: u64 = 64 * 1024 * 1024;

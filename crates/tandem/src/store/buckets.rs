@@ -28,7 +28,7 @@
 
 use std::sync::Arc;
 
-use super::value::{Entry, Hasher, Key};
+use super::value::{prefetch_read, Entry, Hasher, Key};
 
 const FANOUT_BITS: u32 = 6;
 /// Children of each middle node and leaf.
@@ -150,6 +150,27 @@ impl Bucket {
     /// Whether the bucket holds no key.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Asks for the table slots where `key` may be, without waiting for
+    /// them: the probe reads this bucket's control bytes (the one miss it
+    /// waits for) and hands each candidate slot to the match function, which
+    /// asks for the slot's cache lines and declines it. The slot layout is
+    /// hashbrown's `(K, V)` tuple; a wrong guess costs a useless hint, never
+    /// a wrong answer. A layer's frozen keys are not asked for (a lookup
+    /// finds them in the next pass; layers live only during checkpoints).
+    pub(super) fn prefetch_entry(&self, key: &[u8]) {
+        use std::hash::BuildHasher;
+        const KEY_OFFSET: usize = std::mem::offset_of!((Key, Entry), 0);
+        const SLOT_BYTES: usize = std::mem::size_of::<(Key, Entry)>();
+        let hash = self.own.hasher().hash_one(key);
+        let never = self.own.raw_entry().from_hash(hash, |candidate| {
+            let slot = (candidate as *const Key).cast::<u8>().wrapping_sub(KEY_OFFSET);
+            prefetch_read(slot);
+            prefetch_read(slot.wrapping_add(SLOT_BYTES - 1));
+            false
+        });
+        debug_assert!(never.is_none());
     }
 
     /// The entry of `key`.
@@ -350,6 +371,18 @@ impl Buckets {
     /// Bucket `index`.
     pub fn get(&self, index: usize) -> &Bucket {
         self.shared(index)
+    }
+
+    /// Bucket `index`, whose first cache lines (the reference counts a write
+    /// checks, the table's fields a lookup reads) are asked for but not
+    /// waited for; see `Keyspace::prefetch`.
+    pub fn get_prefetched(&self, index: usize) -> &Bucket {
+        let bucket = self.shared(index);
+        // `Arc`'s two counts come right before the bucket.
+        let counts = Arc::as_ptr(bucket).cast::<u8>().wrapping_sub(2 * std::mem::size_of::<usize>());
+        prefetch_read(counts);
+        prefetch_read(Arc::as_ptr(bucket).cast());
+        bucket
     }
 
     fn shared(&self, index: usize) -> &Arc<Bucket> {

@@ -135,21 +135,9 @@ impl Value {
         }
     }
 
-    /// A byte of the value's own memory (0 for an empty string), read to bring
-    /// it into the cache ahead of a copy (see `Bucket::clone`).
-    pub fn first_byte(&self) -> u8 {
-        match self {
-            Value::String(bytes) => bytes.first().copied().unwrap_or(0),
-            Value::Hash(hash) => hash.len() as u8,
-            Value::Set(set) => set.len() as u8,
-            Value::List(list) => list.len() as u8,
-            Value::SortedSet(zset) => zset.len() as u8,
-        }
-    }
-
     /// Asks the CPU to start loading the value's own memory into the cache,
     /// without waiting for it: a reader going through many entries (a
-    /// checkpoint's writer) calls this a few entries ahead, so that their
+    /// checkpoint's writer, `Keyspace::prefetch`) calls this ahead, so that their
     /// cache misses, each value being its own allocation somewhere on the
     /// heap, overlap instead of coming one after another.
     pub fn prefetch(&self) {
@@ -181,7 +169,7 @@ impl Value {
 
 /// A hint to load the cache line at `address`; never reads it, so never faults.
 #[inline(always)]
-fn prefetch_read(address: *const u8) {
+pub(super) fn prefetch_read(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` is a hint that cannot fault whatever the address, and
     // SSE, which it belongs to, is part of every x86-64 CPU.
