@@ -40,6 +40,10 @@ pub const REPLY_BUFFER_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
 /// together (`Keyspace::prefetch`): enough to overlap many cache misses,
 /// few enough that the entries are still cached when their commands run.
 pub const PREFETCH_AHEAD_MAX: usize = 64;
+/// Keys of the parsed-ahead requests prefetched together: room for the
+/// first keys of a full look-ahead and then some (multi-key commands), few
+/// enough that their entries are still cached when the commands run.
+pub const PREFETCH_KEYS_MAX: usize = 4 * PREFETCH_AHEAD_MAX;
 /// Keys `Keyspace::prefetch` takes through each link of their lookups
 /// together: their misses overlap, and this many leave room in the CPU's
 /// queue of outstanding loads.

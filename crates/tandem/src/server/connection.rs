@@ -221,7 +221,8 @@ fn parse_ahead(
     shared: &Shared,
     session: &Session,
 ) {
-    if pipeline.parse_ahead(input, limits) && session.is_authenticated() {
-        shared.db.prefetch(pipeline.first_keys());
+    // One key alone gains nothing: its command's own lookup takes the same misses.
+    if pipeline.parse_ahead(input, limits) && session.is_authenticated() && pipeline.keys().nth(1).is_some() {
+        shared.db.prefetch(pipeline.keys());
     }
 }

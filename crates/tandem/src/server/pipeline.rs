@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use tandem_resp::{parse_request, Limits, ProtocolError};
 
-use crate::limits::PREFETCH_AHEAD_MAX;
+use crate::limits::{PREFETCH_AHEAD_MAX, PREFETCH_KEYS_MAX};
 
 /// What a connection does next.
 #[derive(Debug)]
@@ -38,8 +38,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Once the previous look-ahead has run, parses the complete requests
-    /// `input` holds, up to the bound; returns whether it parsed more than
-    /// one (only then is prefetching their keys worth it).
+    /// `input` holds, up to the bound; returns whether it parsed any.
     pub fn parse_ahead(&mut self, input: &mut BytesMut, limits: &Limits) -> bool {
         if !self.parsed.is_empty() || self.malformed.is_some() {
             return false;
@@ -60,14 +59,19 @@ impl Pipeline {
                 }
             }
         }
-        self.parsed.len() > 1
+        !self.parsed.is_empty()
     }
 
-    /// The second argument of each parsed request: the first key of nearly
-    /// every data command. For the other commands it names no key, and
-    /// prefetching it is a wasted lookup, nothing more.
-    pub fn first_keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.parsed.iter().filter_map(|args| args.get(1)).map(|key| &key[..])
+    /// The key arguments of the parsed requests, as their commands' specs
+    /// place them (`MSET`'s every other argument, say), at most
+    /// [`PREFETCH_KEYS_MAX`]; an unknown command names none.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.parsed
+            .iter()
+            .filter_map(|args| Some((crate::cmd::table::lookup(&args[0])?, args)))
+            .flat_map(|(spec, args)| spec.keys(args))
+            .map(|key| &key[..])
+            .take(PREFETCH_KEYS_MAX)
     }
 
     /// The next request to run, or why there is none.
@@ -106,10 +110,27 @@ mod tests {
         let mut input = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1"[..]);
         let mut pipeline = Pipeline::default();
         assert!(pipeline.parse_ahead(&mut input, &limits()));
-        assert_eq!(pipeline.first_keys().collect::<Vec<_>>(), vec![&b"a"[..]]);
+        assert_eq!(pipeline.keys().collect::<Vec<_>>(), vec![&b"a"[..]], "PING names no key");
         assert_eq!(names(&mut pipeline), ["GET", "PING"]);
         assert!(matches!(pipeline.next_step(), Next::NeedsInput));
         assert_eq!(&input[..], b"*2\r\n$3\r\nGET\r\n$1", "the partial request stays in the input");
+    }
+
+    #[test]
+    fn the_keys_to_prefetch_are_where_each_commands_spec_places_them() {
+        let wire = "MSET a 1 b 2 c 3\r\nGET d\r\nNOSUCH e\r\nLMOVE f g LEFT RIGHT\r\n";
+        let mut input = BytesMut::from(wire.as_bytes());
+        let mut pipeline = Pipeline::default();
+        pipeline.parse_ahead(&mut input, &limits());
+        let keys: Vec<&[u8]> = pipeline.keys().collect();
+        assert_eq!(keys, [&b"a"[..], b"b", b"c", b"d", b"f", b"g"]);
+
+        let many =
+            format!("MSET {}\r\n", (0..PREFETCH_KEYS_MAX + 5).map(|n| format!("k{n} v")).collect::<Vec<_>>().join(" "));
+        let mut input = BytesMut::from(many.as_bytes());
+        let mut pipeline = Pipeline::default();
+        pipeline.parse_ahead(&mut input, &limits());
+        assert_eq!(pipeline.keys().count(), PREFETCH_KEYS_MAX, "bounded");
     }
 
     #[test]
@@ -128,7 +149,7 @@ mod tests {
     fn a_malformed_request_is_reported_after_the_requests_before_it() {
         let mut input = BytesMut::from(&b"PING\r\n*1\r\n$x\r\n"[..]);
         let mut pipeline = Pipeline::default();
-        assert!(!pipeline.parse_ahead(&mut input, &limits()), "one request: nothing to prefetch");
+        assert!(pipeline.parse_ahead(&mut input, &limits()), "the request before the malformed one");
         assert!(matches!(pipeline.next_step(), Next::Request(_)));
         assert!(matches!(pipeline.next_step(), Next::Malformed(_)));
     }
