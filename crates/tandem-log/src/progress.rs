@@ -112,6 +112,15 @@ impl Progress {
         self.state.failed()
     }
 
+    /// A receiver of `acknowledged()`'s changes (a publication marks it changed), for a
+    /// task that republishes the index on another runtime (`tandem`'s relay).
+    pub fn subscribe_acknowledged(&self) -> watch::Receiver<u64> {
+        match self.policy {
+            FsyncPolicy::Always => self.state.durable.subscribe(),
+            FsyncPolicy::EverySecond | FsyncPolicy::Never => self.state.written.subscribe(),
+        }
+    }
+
     /// Resolves when `written() >= index`.
     ///
     /// Never resolves if the writer stopped on a fatal error first: by contract the fatal

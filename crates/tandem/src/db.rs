@@ -76,6 +76,8 @@ pub struct Database {
     flush_wanted: tokio::sync::Notify,
     /// See `set_early_writes`.
     early_writes: AtomicBool,
+    /// `Progress::acknowledged` republished on the event loop (see `relay_acknowledged`).
+    acknowledged: crate::relay::Relay,
     /// Keys that blocked clients wait on; every commit signals the keys it changed.
     ready: crate::ready_keys::ReadyKeys,
 }
@@ -198,6 +200,7 @@ impl Database {
             restored,
             flush_wanted: tokio::sync::Notify::new(),
             early_writes: AtomicBool::new(false),
+            acknowledged: crate::relay::Relay::default(),
             ready: Default::default(),
         })
     }
@@ -274,10 +277,21 @@ impl Database {
     /// Waits until a reply with this ticket may be sent.
     pub async fn acknowledge(&self, ticket: LogIndex) {
         self.write_soon();
+        if let Some(mut relayed) = self.acknowledged.subscribe() {
+            if relayed.wait_for(|index| *index >= ticket.0).await.is_ok() {
+                return;
+            }
+        }
         match self.fsync {
             FsyncPolicy::Always => self.progress.wait_durable(ticket).await,
             _ => self.progress.wait_written(ticket).await,
         }
+    }
+
+    /// Republishes the log's acknowledged index for the replies that wait for it (see
+    /// `relay`); run it on the event loop.
+    pub async fn relay_acknowledged(&self) {
+        self.acknowledged.run(self.progress.subscribe_acknowledged()).await;
     }
 
     /// Has the pending records written: at once by the caller when early writes are on and

@@ -61,6 +61,7 @@ pub mod logcheck;
 pub mod node;
 pub mod ops;
 pub mod ready_keys;
+pub mod relay;
 pub mod repl;
 pub mod sentinel;
 pub mod server;

@@ -159,6 +159,8 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
         tokio::spawn(take_checkpoints(shared.clone())),
         tokio::spawn(merge_checkpoint_layers(shared.clone())),
         tokio::spawn(flush_log(shared.clone())),
+        tokio::spawn(relay_acknowledged(shared.clone())),
+        tokio::spawn(relay_replicated(shared.clone())),
     ];
     if let Some(mut archive) = shared.config.archive.clone() {
         if let Some(cluster) = &shared.config.cluster {
@@ -316,6 +318,14 @@ async fn close_database(mut shared: Arc<Shared>) -> anyhow::Result<()> {
 
 async fn flush_log(shared: Arc<Shared>) {
     shared.db.run_flusher().await;
+}
+
+async fn relay_acknowledged(shared: Arc<Shared>) {
+    shared.db.relay_acknowledged().await;
+}
+
+async fn relay_replicated(shared: Arc<Shared>) {
+    shared.replication.relay_replicated().await;
 }
 
 async fn stop_on_signal(shared: Arc<Shared>) {

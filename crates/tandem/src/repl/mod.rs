@@ -108,6 +108,8 @@ pub struct Replication {
     role: AtomicU8,
     /// Active: the standby's acknowledged durable index (a watch, so replies can wait on it).
     replicated: watch::Sender<u64>,
+    /// `replicated` republished on the event loop (see `relay`).
+    replicated_relay: crate::relay::Relay,
     /// Active: a standby session is established.
     standby_connected: AtomicBool,
     /// Semi-sync: the standby holds every acknowledged write (cleared after `sync_timeout_ms`).
@@ -232,6 +234,7 @@ impl Replication {
             cluster,
             role: AtomicU8::new(role.to_u8()),
             replicated: watch::Sender::new(0),
+            replicated_relay: crate::relay::Relay::default(),
             standby_connected: AtomicBool::new(false),
             in_sync: AtomicBool::new(true),
             caught_up_at_ms: AtomicU64::new(crate::db::unix_ms()),
@@ -462,6 +465,12 @@ impl Replication {
         }
     }
 
+    /// Republishes the standby's acknowledged index for the replies that wait for it (see
+    /// `relay`); run it on the event loop.
+    pub async fn relay_replicated(&self) {
+        self.replicated_relay.run(self.replicated.subscribe()).await;
+    }
+
     /// Whether a reply with this ticket (already locally acknowledged) must wait for the standby.
     pub fn must_wait(&self, ticket: LogIndex) -> bool {
         let Some(cluster) = &self.cluster else {
@@ -498,7 +507,7 @@ impl Replication {
             }
             AckMode::Async => {
                 let target = LogIndex(ticket.0.saturating_sub(cluster.max_lag_records));
-                let mut receiver = self.replicated.subscribe();
+                let mut receiver = self.replicated_relay.subscribe().unwrap_or_else(|| self.replicated.subscribe());
                 // Stop waiting if the standby goes away: async never blocks on an absent standby.
                 let _ = tokio::time::timeout(Duration::from_millis(cluster.sync_timeout_ms.max(100)), async {
                     let _ = receiver.wait_for(|value| *value >= target.0).await;
@@ -529,7 +538,7 @@ impl Replication {
     /// Resolves once the standby acknowledged `index`, or once replies no longer wait for it
     /// (the control plane recorded it out of sync, and no resync is under way).
     async fn wait_replicated_or_peer_out_of_sync(&self, index: LogIndex) {
-        let mut replicated = self.replicated.subscribe();
+        let mut replicated = self.replicated_relay.subscribe().unwrap_or_else(|| self.replicated.subscribe());
         let mut resync = self.resync.subscribe();
         let mut states = self.control.get().map(|control| control.state_changes());
         loop {
