@@ -1,6 +1,6 @@
 //! Generic key commands and transactions through the `redis` crate against a
 //! real `tandem` process: DEL/EXISTS/TYPE, the expiry family, SCAN and KEYS,
-//! RENAME, FLUSHALL, and MULTI/EXEC/DISCARD/WATCH.
+//! RENAME, COPY, DUMP/RESTORE, SORT, FLUSHALL, and MULTI/EXEC/DISCARD/WATCH.
 
 mod common;
 
@@ -391,6 +391,45 @@ fn copy_duplicates_value_and_expiry_and_survives_a_restart() {
     let board: Vec<(String, f64)> =
         cmd("ZRANGE").arg("board2").arg(0).arg(-1).arg("WITHSCORES").query(&mut con).unwrap();
     assert_eq!(board, [("a".to_string(), 1.0), ("b".to_string(), 2.0)]);
+}
+
+#[test]
+fn dump_moves_a_key_to_another_server_where_restore_makes_it_durable() {
+    let source = TestServer::start();
+    let mut from = source.connection();
+    let _: i64 = cmd("ZADD").arg("board").arg(&["1.5", "a", "2", "b"]).query(&mut from).unwrap();
+    let _: i64 = cmd("RPUSH").arg("queue").arg(&["x", "y"]).query(&mut from).unwrap();
+    let board: Vec<u8> = cmd("DUMP").arg("board").query(&mut from).unwrap();
+    let queue: Vec<u8> = cmd("DUMP").arg("queue").query(&mut from).unwrap();
+    let missing: Option<Vec<u8>> = cmd("DUMP").arg("nothing").query(&mut from).unwrap();
+    assert_eq!(missing, None);
+
+    let mut target = TestServer::start();
+    let mut to = target.connection();
+    let _: () = cmd("RESTORE").arg("board").arg(0).arg(&board).query(&mut to).unwrap();
+    let _: () = cmd("RESTORE").arg("queue").arg(100_000).arg(&queue).query(&mut to).unwrap();
+    assert_eq!(
+        query_error(&mut to, cmd("RESTORE").arg("board").arg(0).arg(&board)),
+        "BUSYKEY Target key name already exists."
+    );
+    let mut damaged = board.clone();
+    damaged[2] ^= 0xff;
+    assert_eq!(
+        query_error(&mut to, cmd("RESTORE").arg("other").arg(0).arg(&damaged)),
+        "ERR DUMP payload version or checksum are wrong"
+    );
+    drop(to);
+    target.kill9();
+    target.restart();
+    let mut to = target.connection();
+    let restored: Vec<(String, f64)> =
+        cmd("ZRANGE").arg("board").arg(0).arg(-1).arg("WITHSCORES").query(&mut to).unwrap();
+    assert_eq!(restored, [("a".to_string(), 1.5), ("b".to_string(), 2.0)]);
+    let items: Vec<String> = cmd("LRANGE").arg("queue").arg(0).arg(-1).query(&mut to).unwrap();
+    assert_eq!(items, ["x", "y"]);
+    let ttl: i64 = cmd("PTTL").arg("queue").query(&mut to).unwrap();
+    assert!(ttl > 90_000 && ttl <= 100_000, "the TTL given to RESTORE: {ttl}");
+    assert_eq!(cmd("EXISTS").arg("other").query::<i64>(&mut to).unwrap(), 0, "a damaged payload loads nothing");
 }
 
 #[test]

@@ -620,39 +620,65 @@ fn encode_bucket(index: u32, bucket: &Bucket, out: &mut Vec<u8>) {
         }
         put_bytes(out, key);
         put_varint(out, entry.expire_at_ms);
-        match &entry.value {
-            Value::String(bytes) => {
-                out.push(TYPE_STRING);
-                put_bytes(out, bytes);
+        encode_value(&entry.value, out);
+    }
+}
+
+/// Appends a value as a checkpoint records it: its type, then its contents.
+fn encode_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::String(bytes) => {
+            out.push(TYPE_STRING);
+            put_bytes(out, bytes);
+        }
+        Value::List(list) => {
+            out.push(TYPE_LIST);
+            put_varint(out, list.len() as u64);
+            list.iter().for_each(|item| put_bytes(out, item));
+        }
+        Value::Set(set) => {
+            out.push(TYPE_SET);
+            put_varint(out, set.len() as u64);
+            set.iter().for_each(|member| put_bytes(out, member));
+        }
+        Value::SortedSet(zset) => {
+            out.push(TYPE_SORTED_SET);
+            put_varint(out, zset.len() as u64);
+            for (member, score) in zset.iter(false) {
+                put_bytes(out, member);
+                out.extend_from_slice(&score.to_bits().to_le_bytes());
             }
-            Value::List(list) => {
-                out.push(TYPE_LIST);
-                put_varint(out, list.len() as u64);
-                list.iter().for_each(|item| put_bytes(out, item));
-            }
-            Value::Set(set) => {
-                out.push(TYPE_SET);
-                put_varint(out, set.len() as u64);
-                set.iter().for_each(|member| put_bytes(out, member));
-            }
-            Value::SortedSet(zset) => {
-                out.push(TYPE_SORTED_SET);
-                put_varint(out, zset.len() as u64);
-                for (member, score) in zset.iter(false) {
-                    put_bytes(out, member);
-                    out.extend_from_slice(&score.to_bits().to_le_bytes());
-                }
-            }
-            Value::Hash(hash) => {
-                out.push(TYPE_HASH);
-                put_varint(out, hash.len() as u64);
-                for (field, value) in hash.iter() {
-                    put_bytes(out, field);
-                    put_bytes(out, value);
-                }
+        }
+        Value::Hash(hash) => {
+            out.push(TYPE_HASH);
+            put_varint(out, hash.len() as u64);
+            for (field, value) in hash.iter() {
+                put_bytes(out, field);
+                put_bytes(out, value);
             }
         }
     }
+}
+
+/// A value in the checkpoint's encoding (`DUMP`'s payload carries it).
+pub(crate) fn value_bytes(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_value(value, &mut out);
+    out
+}
+
+/// The value `bytes` encode (as `value_bytes` writes them), all of them; an
+/// empty aggregate is refused as a checkpoint refuses it.
+pub(crate) fn value_from_bytes(bytes: &[u8]) -> Result<Value, &'static str> {
+    let mut cursor = Cursor { bytes, at: 0 };
+    let value = decode_value(&mut cursor)?;
+    if cursor.at != bytes.len() {
+        return Err("bytes after the value");
+    }
+    if value.is_empty_aggregate() {
+        return Err("an empty aggregate");
+    }
+    Ok(value)
 }
 
 struct Cursor<'a> {
@@ -755,7 +781,9 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
             let count = cursor.count()?;
             let mut set = SetValue::with_capacity_and_hasher(count, Default::default());
             for _ in 0..count {
-                set.insert(cursor.key()?);
+                if !set.insert(cursor.key()?) {
+                    return Err("a set member recorded twice");
+                }
             }
             Value::Set(set.into())
         }
@@ -764,7 +792,9 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<Value, &'static str> {
             let mut hash = HashValue::with_capacity_and_hasher(count, Default::default());
             for _ in 0..count {
                 let field = cursor.key()?;
-                hash.insert(field, cursor.blob()?);
+                if hash.insert(field, cursor.blob()?).is_some() {
+                    return Err("a hash field recorded twice");
+                }
             }
             Value::Hash(hash.into())
         }

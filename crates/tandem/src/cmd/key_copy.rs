@@ -25,7 +25,7 @@ fn copied(bytes: &[u8]) -> Bytes {
 }
 
 /// The effects that build `entry`'s value under `key`, then its expiry.
-fn rebuild(key: &Bytes, entry: &Entry) -> Vec<Effect> {
+pub(super) fn rebuild(key: &Bytes, entry: &Entry) -> Vec<Effect> {
     let mut effects = vec![match &entry.value {
         Value::String(bytes) => {
             let ttl = if entry.expire_at_ms == 0 { Ttl::Clear } else { Ttl::At(entry.expire_at_ms) };

@@ -22,6 +22,7 @@ pub mod float_text;
 pub mod harness;
 pub mod hashes;
 pub mod key_copy;
+pub mod key_dump;
 pub mod keys;
 pub mod list_move;
 pub mod lists;
