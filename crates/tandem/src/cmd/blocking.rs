@@ -72,9 +72,11 @@ pub fn wait_plan(args: &[Bytes]) -> Result<WaitPlan, CommandError> {
 const TIMEOUT_MS_MAX: f64 = i64::MAX as f64;
 
 /// A timeout in seconds (fractions allowed), as milliseconds; 0 blocks without end.
+/// The errors are Redis 7.2's: `inf` and `1e300` are out of range (7.0 let the
+/// conversion overflow and called them negative).
 fn timeout_ms(arg: &[u8]) -> Result<u64, CommandError> {
     let not_float = || CommandError::err("timeout is not a float or out of range");
-    let seconds = args::parse_float(arg).filter(|seconds| seconds.is_finite()).ok_or_else(not_float)?;
+    let seconds = args::parse_float(arg).ok_or_else(not_float)?;
     if seconds < 0.0 {
         return Err(CommandError::err("timeout is negative"));
     }
@@ -217,7 +219,9 @@ mod tests {
         h.ok("rpush l x");
         assert_eq!(h.error("blpop l -1"), "ERR timeout is negative");
         assert_eq!(h.error("blpop l soon"), "ERR timeout is not a float or out of range");
-        assert_eq!(h.error("blpop l inf"), "ERR timeout is not a float or out of range");
+        assert_eq!(h.error("blpop l nan"), "ERR timeout is not a float or out of range");
+        assert_eq!(h.error("blpop l inf"), "ERR timeout is out of range");
+        assert_eq!(h.error("blpop l -inf"), "ERR timeout is negative");
         assert_eq!(h.error("blmpop 1e300 1 l LEFT"), "ERR timeout is out of range");
         assert_eq!(h.list("l"), ["x"], "nothing popped by a refused command");
         let plan = |line: &str| wait_plan(&line.split(' ').map(b).collect::<Vec<_>>()).unwrap();
