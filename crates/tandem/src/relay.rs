@@ -31,7 +31,16 @@ impl Default for Relay {
 impl Relay {
     /// Republishes `source` for as long as it has a sender; spawn it on the event loop.
     pub async fn run(&self, mut source: watch::Receiver<u64>) {
+        /// Later waiters go back to the source once the relay ends, also when its task is
+        /// aborted (the future dropped).
+        struct Running<'a>(&'a AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
         self.running.store(true, Ordering::Release);
+        let _running = Running(&self.running);
         loop {
             let value = *source.borrow_and_update();
             self.relayed.send_if_modified(|relayed| {
@@ -40,7 +49,6 @@ impl Relay {
                 advanced
             });
             if source.changed().await.is_err() {
-                self.running.store(false, Ordering::Release);
                 return;
             }
         }
@@ -82,6 +90,17 @@ mod tests {
             drop(publisher.join().unwrap());
             running.await.unwrap();
             assert!(relay.subscribe().is_none(), "the source's sender went away: so did the relay");
+
+            let (_source, receiver) = watch::channel(0u64);
+            let aborted = tokio::spawn({
+                let relay = relay.clone();
+                async move { relay.run(receiver).await }
+            });
+            tokio::task::yield_now().await;
+            assert!(relay.subscribe().is_some());
+            aborted.abort();
+            assert!(aborted.await.unwrap_err().is_cancelled());
+            assert!(relay.subscribe().is_none(), "an aborted relay sends waiters back to the source");
         });
     }
 }
