@@ -816,6 +816,28 @@ mod tests {
         keyspace.check_counts();
     }
 
+    #[test]
+    fn prefetching_any_keys_changes_nothing() {
+        let mut keyspace = Keyspace::new();
+        for index in 0..500 {
+            keyspace.apply(&Effect::Set { key: b(&format!("k{index}")), value: b("v"), ttl: Ttl::Clear });
+        }
+        keyspace.apply(&Effect::HashSet { key: b("h"), pairs: vec![(b("f"), b("v"))] });
+        // Layers too: a held snapshot, then writes over it.
+        let snapshot = keyspace.snapshot();
+        for index in 0..100 {
+            keyspace.apply(&Effect::Set { key: b(&format!("k{index}")), value: b("w"), ttl: Ttl::Clear });
+        }
+        let before = keyspace.digest();
+        // Present and absent keys, more than a group and not a multiple of one; none at all.
+        let keys: Vec<Bytes> = (0..limits::PREFETCH_GROUP * 3 + 5).map(|index| b(&format!("k{}", index * 7))).collect();
+        keyspace.prefetch(keys.iter().map(|key| &key[..]).chain([&b"h"[..], b"absent"]));
+        keyspace.prefetch(std::iter::empty());
+        assert_eq!(keyspace.digest(), before);
+        keyspace.check_counts();
+        drop(snapshot);
+    }
+
     fn selected(cut: Cut) -> Vec<u32> {
         cut.into_buckets().into_iter().map(|(index, _)| index).collect()
     }
