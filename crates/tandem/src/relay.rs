@@ -64,18 +64,21 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn start(relay: &Arc<Relay>, source: watch::Receiver<u64>) -> tokio::task::JoinHandle<()> {
+        let relay = relay.clone();
+        tokio::spawn(async move { relay.run(source).await })
+    }
 
     #[test]
     fn waiters_are_woken_with_every_value_the_source_reaches() {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
-            let relay = std::sync::Arc::new(Relay::default());
+            let relay = Arc::new(Relay::default());
             assert!(relay.subscribe().is_none(), "no relay yet: wait on the source");
             let (source, receiver) = watch::channel(5u64);
-            let running = tokio::spawn({
-                let relay = relay.clone();
-                async move { relay.run(receiver).await }
-            });
+            let running = start(&relay, receiver);
             tokio::task::yield_now().await;
             let mut relayed = relay.subscribe().expect("the relay runs");
             assert_eq!(*relayed.borrow_and_update(), 5, "the value it found");
@@ -92,10 +95,7 @@ mod tests {
             assert!(relay.subscribe().is_none(), "the source's sender went away: so did the relay");
 
             let (_source, receiver) = watch::channel(0u64);
-            let aborted = tokio::spawn({
-                let relay = relay.clone();
-                async move { relay.run(receiver).await }
-            });
+            let aborted = start(&relay, receiver);
             tokio::task::yield_now().await;
             assert!(relay.subscribe().is_some());
             aborted.abort();

@@ -44,19 +44,21 @@ fn dump(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let Some(entry) = context.entry(&args[1]) else {
         return Ok(Frame::Null);
     };
-    let mut payload = value_bytes(&entry.value);
+    Ok(Frame::Bulk(sealed(value_bytes(&entry.value)).into()))
+}
+
+/// A payload: the value's bytes, then the version and the checksum of both.
+fn sealed(mut payload: Vec<u8>) -> Vec<u8> {
     payload.extend_from_slice(&DUMP_VERSION.to_le_bytes());
     let checksum = crc32c::crc32c(&payload);
     payload.extend_from_slice(&checksum.to_le_bytes());
-    Ok(Frame::Bulk(payload.into()))
+    payload
 }
 
 /// The value bytes of a payload whose version and checksum hold.
 fn verified(payload: &[u8]) -> Result<&[u8], CommandError> {
-    let Some(body_end) = payload.len().checked_sub(TRAILER_BYTES) else {
-        return Err(bad_payload());
-    };
-    let (checked, checksum) = payload.split_at(payload.len() - 4);
+    let body_end = payload.len().checked_sub(TRAILER_BYTES).ok_or_else(bad_payload)?;
+    let (checked, checksum) = payload.split_at(body_end + 2);
     let version = u16::from_le_bytes([checked[body_end], checked[body_end + 1]]);
     let checksum = u32::from_le_bytes(checksum.try_into().expect("4 bytes"));
     if version != DUMP_VERSION || crc32c::crc32c(checked) != checksum {
@@ -212,16 +214,10 @@ mod tests {
         let redis = b"\x00\x04text\x0a\x00\x7c\xf3\x26\x6d\xca\xb5\xa5\x31";
         assert_eq!(run(&mut h, "u", "0", redis, &[]).unwrap_err(), wrong);
         // The checksum holds, the contents do not parse: an unknown type byte.
-        let mut bad = vec![9u8, 0];
-        bad.extend_from_slice(&super::DUMP_VERSION.to_le_bytes());
-        let checksum = crc32c::crc32c(&bad);
-        bad.extend_from_slice(&checksum.to_le_bytes());
+        let bad = super::sealed(vec![9u8, 0]);
         assert_eq!(run(&mut h, "u", "0", &bad, &[]).unwrap_err(), "ERR Bad data format");
         // A set (type 2) of two members, both "m": the checksum holds, the value cannot be.
-        let mut twice = vec![2u8, 2, 1, b'm', 1, b'm'];
-        twice.extend_from_slice(&super::DUMP_VERSION.to_le_bytes());
-        let checksum = crc32c::crc32c(&twice);
-        twice.extend_from_slice(&checksum.to_le_bytes());
+        let twice = super::sealed(vec![2u8, 2, 1, b'm', 1, b'm']);
         assert_eq!(run(&mut h, "u", "0", &twice, &[]).unwrap_err(), "ERR Bad data format");
         assert!(h.keyspace.get(b"u", h.now_ms).is_none(), "nothing half-loaded");
     }
