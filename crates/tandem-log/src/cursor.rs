@@ -44,23 +44,39 @@ pub(crate) enum Frame<R = Record> {
     Invalid(Corruption),
 }
 
+impl<R> Frame<R> {
+    /// The same frame with what was decoded from an intact body passed through `decode`.
+    pub(crate) fn map<S>(self, decode: impl FnOnce(R) -> S) -> Frame<S> {
+        match self {
+            Frame::Record(decoded, frame_bytes) => Frame::Record(decode(decoded), frame_bytes),
+            Frame::End => Frame::End,
+            Frame::Unwritten => Frame::Unwritten,
+            Frame::Incomplete => Frame::Incomplete,
+            Frame::Invalid(reason) => Frame::Invalid(reason),
+        }
+    }
+}
+
 /// Positional reads of one segment through a window buffer; works on a file still growing.
 #[derive(Debug)]
 pub(crate) struct SegmentCursor {
     file: File,
+    /// The buffer; zeroed once when it grows, then reused: only its first
+    /// `window_bytes` hold what was read at `window_offset`.
     window: Vec<u8>,
+    window_bytes: usize,
     window_offset: u64,
 }
 
 impl SegmentCursor {
     /// Wraps an open segment file.
     pub(crate) fn new(file: File) -> SegmentCursor {
-        SegmentCursor { file, window: Vec::new(), window_offset: 0 }
+        SegmentCursor { file, window: Vec::new(), window_bytes: 0, window_offset: 0 }
     }
 
     /// Up to `length` bytes at `offset`; fewer only where the file ends.
     pub(crate) fn bytes_at(&mut self, offset: u64, length: usize) -> io::Result<&[u8]> {
-        let window_end = self.window_offset + self.window.len() as u64;
+        let window_end = self.window_offset + self.window_bytes as u64;
         if offset >= self.window_offset && offset + length as u64 <= window_end {
             let start = (offset - self.window_offset) as usize;
             return Ok(&self.window[start..start + length]);
@@ -73,14 +89,15 @@ impl SegmentCursor {
         let file_bytes = self.file_bytes()?;
         let available = file_bytes.saturating_sub(offset);
         let wanted = (length.max(window_bytes) as u64).min(available) as usize;
-        if self.window.capacity() > 4 * WINDOW_BYTES && wanted <= WINDOW_BYTES {
+        if self.window.len() > 4 * WINDOW_BYTES && wanted <= WINDOW_BYTES {
             // A huge record passed; do not keep its memory for the rest of the scan.
             self.window = Vec::new();
         }
-        self.window.clear();
-        self.window.resize(wanted, 0);
-        let read = read_at_most(&self.file, &mut self.window, offset)?;
-        self.window.truncate(read);
+        if self.window.len() < wanted {
+            self.window.resize(wanted, 0);
+        }
+        let read = read_at_most(&self.file, &mut self.window[..wanted], offset)?;
+        self.window_bytes = read;
         self.window_offset = offset;
         Ok(&self.window[..length.min(read)])
     }

@@ -44,6 +44,8 @@ mod maintenance;
 mod preallocate;
 mod progress;
 mod reader;
+#[cfg(test)]
+mod reader_tests;
 mod recovery;
 mod scan;
 mod types;
@@ -58,7 +60,7 @@ pub use maintenance::{
     RepairReport,
 };
 pub use progress::Progress;
-pub use reader::{epoch_at, last_record_with_epoch_at_most, read_from, LogReader};
+pub use reader::{epoch_at, last_record_with_epoch_at_most, read_from, read_from_recovered, LogReader};
 pub use recovery::{recover, Recovery};
 pub use types::{
     Epoch, FsyncPolicy, LogIndex, LogOptions, NodeId, ParseFsyncPolicyError, Record, PENDING_BYTES_SOFT_MAX,

@@ -19,6 +19,7 @@ use crate::cursor::{Frame, SegmentCursor};
 use crate::directory::{list_segments, SegmentFile};
 use crate::error::{Corruption, LogError};
 use crate::format::{decode_segment_header, SEGMENT_HEADER_BYTES};
+use crate::recovery::Recovery;
 use crate::types::{Epoch, LogIndex, LogOptions, Record};
 
 /// Returns the records with index >= `start`, in order.
@@ -53,6 +54,36 @@ pub fn read_from(dir: &Path, start: LogIndex, options: &LogOptions) -> Result<Lo
     Ok(reader)
 }
 
+/// `read_from` on a log `recovery` has just validated: the reader begins at
+/// the position recovery kept nearest before `start` (at most
+/// 4,096 records before it) instead of at the start of its
+/// segment. A position whose frame is not the record it names (the log
+/// changed since) is not used.
+pub fn read_from_recovered(
+    dir: &Path,
+    start: LogIndex,
+    options: &LogOptions,
+    recovery: &Recovery,
+) -> Result<LogReader, LogError> {
+    let mut reader = read_from(dir, start, options)?;
+    let wanted = reader.start;
+    let (Some(segment), Some(position)) = (reader.current.as_mut(), recovery.position_before(wanted)) else {
+        return Ok(reader);
+    };
+    if position.segment_first_index != segment.first_index || position.index < segment.first_index {
+        return Ok(reader);
+    }
+    let frame = segment
+        .cursor
+        .read_frame_index(position.offset, options.record_bytes_max)
+        .map_err(|error| LogError::io("read", &segment.path, error))?;
+    if matches!(frame, Frame::Record(index, _) if index == position.index) {
+        segment.offset = position.offset;
+        reader.next_index = position.index;
+    }
+    Ok(reader)
+}
+
 /// An iterator over log records; see `read_from`.
 #[derive(Debug)]
 pub struct LogReader {
@@ -60,7 +91,8 @@ pub struct LogReader {
     record_bytes_max: u32,
     start: u64,
     current: Option<OpenSegment>,
-    next_index: u64,
+    /// The index of the record at the current offset (before `start` while skipping).
+    pub(crate) next_index: u64,
     finished: bool,
     /// Set when a read failed: `resume` must not continue past damage.
     failed: bool,
@@ -107,27 +139,42 @@ impl LogReader {
         Ok(())
     }
 
-    /// Reads the next record of any index, moving across segments.
+    /// Reads the next record at or after `start`, moving across segments.
+    ///
+    /// The records before `start` in its segment are checked like any other
+    /// (framing, checksum, index) but not decoded: a restart that loaded a
+    /// checkpoint near the end of a 64 MiB segment skips hundreds of
+    /// thousands of them, and decoding each (an allocation and a copy) made
+    /// that skip most of the time between the checkpoint load and serving.
     fn next_record(&mut self) -> Result<Option<Record>, LogError> {
         loop {
             let Some(segment) = self.current.as_mut() else {
                 return Ok(None);
             };
             let offset = segment.offset;
-            let frame = segment
-                .cursor
-                .read_frame(offset, self.record_bytes_max)
-                .map_err(|error| LogError::io("read", &segment.path, error))?;
+            let read = if self.next_index < self.start {
+                segment
+                    .cursor
+                    .read_frame_index(offset, self.record_bytes_max)
+                    .map(|frame| frame.map(|index| (index, None)))
+            } else {
+                segment
+                    .cursor
+                    .read_frame(offset, self.record_bytes_max)
+                    .map(|frame| frame.map(|record| (record.index.0, Some(record))))
+            };
+            let frame = read.map_err(|error| LogError::io("read", &segment.path, error))?;
             match frame {
-                Frame::Record(record, frame_bytes) => {
-                    if record.index.0 != self.next_index {
-                        let reason =
-                            Corruption::IndexDiscontinuity { expected: self.next_index, found: record.index.0 };
+                Frame::Record((index, record), frame_bytes) => {
+                    if index != self.next_index {
+                        let reason = Corruption::IndexDiscontinuity { expected: self.next_index, found: index };
                         return Err(corrupt(&segment.path, offset, reason));
                     }
                     segment.offset += frame_bytes;
                     self.next_index += 1;
-                    return Ok(Some(record));
+                    if let Some(record) = record {
+                        return Ok(Some(record));
+                    }
                 }
                 Frame::Invalid(reason) => return Err(corrupt(&segment.path, offset, reason)),
                 Frame::End | Frame::Unwritten | Frame::Incomplete => {
@@ -180,7 +227,6 @@ impl Iterator for LogReader {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
             match self.next_record() {
-                Ok(Some(record)) if record.index.0 < self.start => continue,
                 Ok(Some(record)) => return Some(Ok(record)),
                 Ok(None) => self.finished = true,
                 Err(error) => {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::directory::{ensure_directory, remove_temporary_files, sync_directory, DirectoryLock, SegmentFile};
 use crate::error::LogError;
-use crate::scan::{scan_log, FoundProblem, LogScan};
+use crate::scan::{scan_log, FoundProblem, LogScan, Position};
 use crate::types::{LogIndex, LogOptions};
 
 /// What `recover` found; pass it to `Log::open`.
@@ -28,6 +28,8 @@ pub struct Recovery {
     pub(crate) tail: Option<TailSegment>,
     /// Where `Log::open` starts a log that has no segment yet (1 unless `start_empty_log_at`).
     pub(crate) empty_log_first_index: u64,
+    /// Where every `POSITION_STRIDE`th record of each segment starts, in index order.
+    pub(crate) positions: Vec<Position>,
 }
 
 impl Recovery {
@@ -40,6 +42,12 @@ impl Recovery {
         assert!(self.segments == 0 && self.tail.is_none(), "start_empty_log_at on a log that has segments");
         assert!(first.0 >= 1, "log indexes start at 1");
         self.empty_log_first_index = first.0;
+    }
+
+    /// The kept position nearest before `index` in the segment that holds it.
+    pub(crate) fn position_before(&self, index: u64) -> Option<Position> {
+        let after = self.positions.partition_point(|position| position.index <= index);
+        after.checked_sub(1).map(|before| self.positions[before])
     }
 }
 
@@ -92,6 +100,7 @@ pub fn recover(dir: &Path, options: &LogOptions) -> Result<Recovery, LogError> {
         segments: scan.segments.len(),
         tail,
         empty_log_first_index: 1,
+        positions: scan.positions,
     })
 }
 

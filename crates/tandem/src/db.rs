@@ -155,7 +155,7 @@ impl Database {
         )?;
         let mut replayed = 0u64;
         let mut last_record_epoch = loaded.chain.last().map_or(0, |tip| tip.epoch);
-        for record in tandem_log::read_from(dir, LogIndex(loaded.log_index() + 1), &options)? {
+        for record in tandem_log::read_from_recovered(dir, LogIndex(loaded.log_index() + 1), &options, &recovery)? {
             let record = record?;
             last_record_epoch = record.epoch.0;
             let effects = effect::decode(&record.payload)

@@ -127,3 +127,21 @@ fn repair_of_a_valid_log_changes_nothing() {
     assert!(report.to_string().contains("nothing to repair"), "{report}");
     assert_eq!(read_all_from(dir.path(), &options, 1), written);
 }
+
+#[test]
+fn a_reader_reports_damage_in_the_records_it_skips_to_reach_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments(64 * 1024, FsyncPolicy::Never);
+    append_records(dir.path(), &options, &[150; 20]);
+    let segment = &segment_files(dir.path())[0];
+    let frames = frames_of(segment);
+    assert!(frames.len() >= 20, "one segment holds every record");
+    flip_byte(segment, frames[5].offset + 40, 0x20);
+    // Record 6 is damaged; a reader from record 10 walks over it in the same segment.
+    let error = tandem_log::read_from(dir.path(), LogIndex(10), &options)
+        .unwrap()
+        .find_map(Result::err)
+        .expect("the damaged record before the start is reported");
+    let LogError::Corrupt { file, offset, reason } = error else { panic!("expected corruption, got {error:?}") };
+    assert_eq!((&file, offset, reason), (segment, frames[5].offset, Corruption::ChecksumMismatch));
+}

@@ -5,7 +5,9 @@
 use std::fs;
 
 use proptest::prelude::*;
-use tandem_log::{check, read_from, recover, Epoch, FsyncPolicy, Log, LogIndex, LogOptions, NodeId, Record};
+use tandem_log::{
+    check, read_from, read_from_recovered, recover, Epoch, FsyncPolicy, Log, LogIndex, LogOptions, NodeId, Record,
+};
 
 use crate::common::{frames_of, segment_files};
 
@@ -56,6 +58,12 @@ proptest! {
             .unwrap();
         let skip = (start.max(1) - 1) as usize;
         prop_assert_eq!(&from[..], &written[skip.min(written.len())..]);
+        let recovery = recover(dir.path(), &options).unwrap();
+        let recovered: Vec<Record> = read_from_recovered(dir.path(), LogIndex(start), &options, &recovery)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        prop_assert_eq!(&recovered, &from);
     }
 
     #[test]
