@@ -268,6 +268,10 @@ fn select_accepts_database_zero_only() {
     let _: () = cmd("SELECT").arg(0).query(&mut con).unwrap();
     assert_eq!(query_error(&mut con, cmd("SELECT").arg(1)), "ERR DB index is out of range");
     assert_eq!(query_error(&mut con, cmd("SELECT").arg("one")), "ERR value is not an integer or out of range");
+    assert_eq!(
+        query_error(&mut con, cmd("SELECT").arg("2147483648")),
+        "ERR value is out of range, value must between -2147483648 and 2147483647"
+    );
     assert_eq!(cmd("PING").query::<String>(&mut con).unwrap(), "PONG");
 }
 

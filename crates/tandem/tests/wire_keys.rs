@@ -455,3 +455,28 @@ fn sort_by_other_keys_with_lookups_and_a_stored_result() {
     let top: Vec<String> = cmd("LRANGE").arg("top").arg(0).arg(-1).query(&mut con).unwrap();
     assert_eq!(top, ["1", "2"]);
 }
+
+#[test]
+fn object_reports_encodings_and_move_refuses_as_with_one_database() {
+    let server = TestServer::start();
+    let mut con = server.connection();
+    let _: () = cmd("SET").arg("counter").arg(42).query(&mut con).unwrap();
+    let _: () = cmd("SET").arg("name").arg("ada").query(&mut con).unwrap();
+    let _: i64 = cmd("SADD").arg("ids").arg(&[1, 2, 3]).query(&mut con).unwrap();
+    let _: i64 = cmd("ZADD").arg("board").arg(&["1", "a"]).query(&mut con).unwrap();
+    for (key, expected) in [("counter", "int"), ("name", "embstr"), ("ids", "intset"), ("board", "listpack")] {
+        let encoding: String = cmd("OBJECT").arg("ENCODING").arg(key).query(&mut con).unwrap();
+        assert_eq!(encoding, expected, "{key}");
+    }
+    let missing: Option<String> = cmd("OBJECT").arg("ENCODING").arg("missing").query(&mut con).unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(cmd("OBJECT").arg("REFCOUNT").arg("name").query::<i64>(&mut con).unwrap(), 1);
+    let help: Vec<String> = cmd("OBJECT").arg("HELP").query(&mut con).unwrap();
+    assert!(help[0].starts_with("OBJECT <subcommand>"), "{help:?}");
+    assert_eq!(
+        query_error(&mut con, cmd("MOVE").arg("name").arg(0)),
+        "ERR source and destination objects are the same"
+    );
+    assert_eq!(query_error(&mut con, cmd("MOVE").arg("name").arg(1)), "ERR DB index is out of range");
+    assert_eq!(cmd("GET").arg("name").query::<String>(&mut con).unwrap(), "ada");
+}

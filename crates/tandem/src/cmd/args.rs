@@ -66,6 +66,19 @@ pub fn parse_float(arg: &[u8]) -> Option<f64> {
     (!value.is_nan()).then_some(value)
 }
 
+/// A database index (`SELECT`, `COPY ... DB`, `MOVE`), checked as Redis checks
+/// it: an integer, then one that fits 32 bits, then the only database, 0.
+pub fn database_index(arg: &[u8]) -> Result<(), CommandError> {
+    let index = integer(arg)?;
+    if i32::try_from(index).is_err() {
+        return Err(CommandError::err("value is out of range, value must between -2147483648 and 2147483647"));
+    }
+    if index != 0 {
+        return Err(CommandError::err("DB index is out of range"));
+    }
+    Ok(())
+}
+
 /// Whether `arg` equals the keyword `word` (ASCII, case-insensitive).
 pub fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())

@@ -1,5 +1,6 @@
 //! `COPY source destination [DB db] [REPLACE]`: a second key with the same
-//! value and expiry.
+//! value and expiry; and `MOVE key db`, which a server of one database (see
+//! `SELECT`) answers as Redis configured with `databases 1` does.
 //!
 //! The copy is written as the effects that build the value from nothing —
 //! `Set` for a string (with its deadline), `HashSet`, `ListPush`, `SetAdd` or
@@ -17,8 +18,11 @@ use super::{CommandError, DataContext, Reply};
 use crate::store::effect::{Effect, Ttl};
 use crate::store::{Entry, Value};
 
-/// COPY.
-pub const SPECS: &[CommandSpec] = &[spec("copy", -3, Flags::WRITE.with(Flags::DENYOOM), (1, 2, 1), copy)];
+/// COPY and MOVE.
+pub const SPECS: &[CommandSpec] = &[
+    spec("copy", -3, Flags::WRITE.with(Flags::DENYOOM), (1, 2, 1), copy),
+    spec("move", 3, Flags::WRITE.with(Flags::FAST), (1, 1, 1), move_key),
+];
 
 fn copied(bytes: &[u8]) -> Bytes {
     Bytes::copy_from_slice(bytes)
@@ -62,11 +66,7 @@ fn copy(context: &mut DataContext, args: &[Bytes]) -> Reply {
         if is(option, "replace") {
             replace = true;
         } else if is(option, "db") {
-            let db = options.next().ok_or(CommandError::Syntax)?;
-            let db = super::args::integer(db)?;
-            if db != 0 {
-                return Err(CommandError::err("DB index is out of range"));
-            }
+            super::args::database_index(options.next().ok_or(CommandError::Syntax)?)?;
         } else {
             return Err(CommandError::Syntax);
         }
@@ -90,6 +90,14 @@ fn copy(context: &mut DataContext, args: &[Bytes]) -> Reply {
         context.emit(effect);
     }
     Ok(Frame::Integer(1))
+}
+
+/// `MOVE key db`. The only database is 0, which is also the source: Redis
+/// with `databases 1` refuses every call, a bad index as `SELECT` does, then
+/// the move to itself.
+fn move_key(_context: &mut DataContext, args: &[Bytes]) -> Reply {
+    super::args::database_index(&args[2])?;
+    Err(CommandError::err("source and destination objects are the same"))
 }
 
 #[cfg(test)]
@@ -121,6 +129,27 @@ mod tests {
         assert_eq!(h.error("copy s s"), "ERR source and destination objects are the same");
         assert_eq!(h.error("copy s x DB 1"), "ERR DB index is out of range");
         assert_eq!(h.error("copy s x FOO"), "ERR syntax error");
+        h.assert_replay_matches();
+    }
+
+    #[test]
+    fn move_answers_as_redis_with_one_database() {
+        let mut h = Harness::new();
+        h.ok("set k v");
+        assert_eq!(h.error("move k 0"), "ERR source and destination objects are the same");
+        assert_eq!(h.error("move missing 0"), "ERR source and destination objects are the same");
+        for db in ["1", "-1", "16", "2147483647"] {
+            assert_eq!(h.error(&format!("move k {db}")), "ERR DB index is out of range", "{db}");
+        }
+        for db in ["x", "1.5", ""] {
+            assert_eq!(h.error(&format!("move k {db}")), "ERR value is not an integer or out of range", "{db}");
+        }
+        for db in ["2147483648", "-2147483649"] {
+            let expected = "ERR value is out of range, value must between -2147483648 and 2147483647";
+            assert_eq!(h.error(&format!("move k {db}")), expected, "{db}");
+            assert_eq!(h.error(&format!("copy k k2 db {db}")), expected, "{db}");
+        }
+        assert_eq!(h.ok("get k"), Frame::Bulk("v".as_bytes().to_vec().into()), "nothing changed");
         h.assert_replay_matches();
     }
 }

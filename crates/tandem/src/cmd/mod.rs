@@ -23,6 +23,7 @@ pub mod harness;
 pub mod hashes;
 pub mod key_copy;
 pub mod key_dump;
+pub mod key_object;
 pub mod keys;
 pub mod list_move;
 pub mod lists;

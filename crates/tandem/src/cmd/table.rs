@@ -230,12 +230,13 @@ pub const SESSION_SPECS: &[CommandSpec] = &[
 
 /// Every command, in a stable order (for `COMMAND` and `COMMAND COUNT`).
 pub static COMMANDS: LazyLock<Vec<CommandSpec>> = LazyLock::new(|| {
-    let families: [&[CommandSpec]; 15] = [
+    let families: [&[CommandSpec]; 16] = [
         SESSION_SPECS,
         super::strings::SPECS,
         super::keys::SPECS,
         super::key_copy::SPECS,
         super::key_dump::SPECS,
+        super::key_object::SPECS,
         super::sort::SPECS,
         super::hashes::SPECS,
         super::sets::SPECS,

@@ -765,11 +765,8 @@ fn valid_client_name(name: &[u8]) -> Result<Option<String>, CommandError> {
 }
 
 fn select(args: &[Bytes]) -> Result<Frame, CommandError> {
-    match crate::cmd::args::parse_integer(&args[1]) {
-        Some(0) => Ok(Frame::ok()),
-        Some(_) => Err(CommandError::err("DB index is out of range")),
-        None => Err(CommandError::NotInteger),
-    }
+    crate::cmd::args::database_index(&args[1])?;
+    Ok(Frame::ok())
 }
 
 fn time() -> Frame {
