@@ -6,8 +6,9 @@
 //! written to the segment by the writer thread or, with inline writes, by the server's event
 //! loop once per turn (`Log::write_pending`); the writer thread fsyncs per `FsyncPolicy`;
 //! client replies wait on `Progress`.
-//! At startup `recover` validates the directory and drops a torn tail, `read_from` replays,
-//! and `Log::open` continues at the next index.
+//! At startup `recover` validates the directory and drops a torn tail (keeping where every
+//! 4,096th record starts), `read_from_recovered` replays from one of those positions, and
+//! `Log::open` continues at the next index.
 //!
 //! Layout:
 //! * `types`       — `LogIndex`, `Epoch`, `NodeId`, `Record`, `FsyncPolicy`, `LogOptions`, limits
@@ -15,11 +16,11 @@
 //! * `format`      — on-disk encoding of segment headers and frames (spec: FORMAT.md)
 //! * `directory`   — segment files, atomic creation, the directory lock, the file-operation seam
 //! * `cursor`      — reading frames from one segment; searching damage for intact frames
-//! * `scan`        — validating a whole directory; the torn-tail rule
+//! * `scan`        — validating a whole directory; the torn-tail rule; kept record positions
 //! * `recovery`    — `recover` at startup
 //! * `maintenance` — `check`, `repair`, `remove_segments_before`, `remove_all_segments`
 //! * `preallocate` — zero-filled files for the next segments, prepared in the background
-//! * `reader`      — `read_from`: streaming records, also from a live log
+//! * `reader`      — `read_from`, `read_from_recovered`: streaming records, also from a live log
 //! * `writer`      — `Log`: append, the writer thread, group commit, fatal errors
 //! * `progress`    — `Progress`: written/durable indexes and async waits
 //!
