@@ -131,7 +131,7 @@ pub(crate) fn scan_log(dir: &Path, options: &LogOptions) -> Result<LogScan, LogE
 type Damage = (u64, Corruption, bool);
 
 /// Validates one segment; `expected_first` is the index the previous segment
-/// implies. Adds the positions of its intact records to `positions`.
+/// implies. Adds the position of every `POSITION_STRIDE`th intact record to `positions`.
 fn scan_segment(
     segment: &SegmentFile,
     expected_first: Option<u64>,
