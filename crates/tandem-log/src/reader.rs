@@ -70,7 +70,7 @@ pub fn read_from_recovered(
     let (Some(segment), Some(position)) = (reader.current.as_mut(), recovery.position_before(wanted)) else {
         return Ok(reader);
     };
-    if position.segment_first_index != segment.first_index || position.index < segment.first_index {
+    if position.segment_first_index != segment.first_index {
         return Ok(reader);
     }
     let frame = segment

@@ -20,7 +20,7 @@
 use bytes::Bytes;
 use tandem_resp::Frame;
 
-use super::args::{is, parse_integer};
+use super::args::parse_integer;
 use super::error::printable;
 use super::table::{spec, CommandSpec, Flags};
 use super::{CommandError, DataContext, Reply};
@@ -57,11 +57,11 @@ const HELP: &[&str] = &[
 fn object(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let sub = &args[1];
     let name = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    let known = ["encoding", "refcount", "idletime", "freq", "help"];
-    if !known.contains(&name.as_str()) {
-        return Err(CommandError::err(format!("unknown subcommand '{}'. Try OBJECT HELP.", printable(sub, 64))));
-    }
-    let arity = if name == "help" { 2 } else { 3 };
+    let arity = match name.as_str() {
+        "help" => 2,
+        "encoding" | "refcount" | "idletime" | "freq" => 3,
+        _ => return Err(CommandError::err(format!("unknown subcommand '{}'. Try OBJECT HELP.", printable(sub, 64)))),
+    };
     if args.len() != arity {
         return Err(CommandError::WrongArity(format!("object|{name}")));
     }
@@ -71,17 +71,14 @@ fn object(context: &mut DataContext, args: &[Bytes]) -> Reply {
     let Some(Entry { value, .. }) = context.entry(&args[2]) else {
         return Ok(Frame::Null);
     };
-    if is(sub, "encoding") {
-        Ok(Frame::Bulk(Bytes::from_static(encoding(value).as_bytes())))
-    } else if is(sub, "refcount") {
-        Ok(Frame::Integer(1))
-    } else if is(sub, "idletime") {
-        Err(CommandError::err("idle time not tracked: tandem keeps no per-key access clock"))
-    } else {
-        Err(CommandError::err(
+    match name.as_str() {
+        "encoding" => Ok(Frame::Bulk(Bytes::from_static(encoding(value).as_bytes()))),
+        "refcount" => Ok(Frame::Integer(1)),
+        "idletime" => Err(CommandError::err("idle time not tracked: tandem keeps no per-key access clock")),
+        _ => Err(CommandError::err(
             "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching \
              between policies at runtime LRU and LFU data will take some time to adjust.",
-        ))
+        )),
     }
 }
 
